@@ -1,0 +1,145 @@
+"""Wires a recipe into a Beam pipeline, runs it, and checks that every record is accounted for.
+
+    read ─▶ stage 1 ─▶ stage 2 ─▶ ... ─▶ mixture (tokens) + docs
+             │rejected   │rejected
+             ▼           ▼
+          OUT/rejected/<stage>/        dead-letter entries from every step ─▶ OUT/dead_letter/
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from qurate.pipelines import stages as stage_registry
+from qurate.pipelines.read import ReadDocs, match_input_files
+from qurate.pipelines.recipe import Recipe
+from qurate.pipelines.runners import make_pipeline, pipeline_options
+from qurate.pipelines.sinks import WriteDeadLetter, WriteDocs, WriteMixture, WriteRejected, rejection_stats
+from qurate.pipelines.stage import DEAD_LETTER, KEPT, REJECTED, STATS, Stage
+from qurate.pipelines.stats import WriteStats
+from qurate.pipelines.write import stable_hash
+
+LOG = logging.getLogger(__name__)
+OUTPUT_DIRS = ("mixture", "docs", "rejected", "dead_letter", "_stats")
+EXAMPLES_FILE = "_stats/examples.jsonl"
+EXAMPLE_CHARS = 400
+
+
+@dataclass
+class RunPlan:
+    recipe: Recipe
+    out_dir: str
+    files: list[str]
+    stage_names: list[str]
+    stages: list[Stage] = field(default_factory=list)
+
+
+def plan_run(recipe: Recipe, out_dir: str | None = None, stage_names: list[str] | None = None) -> RunPlan:
+    """Everything that can fail before Beam starts: files to read, stage names, stage construction."""
+    names = stage_registry.resolve(stage_names if stage_names is not None else recipe.stages)
+    files = match_input_files(recipe.input.paths)
+    plan = RunPlan(recipe, out_dir or recipe.output.dir, files, names)
+    plan.stages = [stage_registry.build(name, recipe) for name in names]
+    return plan
+
+
+def _kept_stat(stage: str):
+    def stat(doc):
+        return ("funnel", stage, "kept"), {"docs": 1, "chars": len(doc["text"])}
+    return stat
+
+
+def _prefixed(stage: str):
+    def prefix(kv):
+        key, value = kv
+        return ("stage", stage, *key), value
+    return prefix
+
+
+def _example(seed: int, chars: int):
+    def example(doc):
+        key = (doc["stage"], doc["reason"].split(":", 1)[0].strip()[:120])
+        text = doc.get("text") or ""
+        snippet = text[:chars] + ("…" if len(text) > chars else "")
+        return key, (stable_hash(doc["id"], seed), doc["id"], doc["reason"], snippet)
+    return example
+
+
+def _write_examples(item, path: str):
+    _, entries = item
+    lines = sorted(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in entries)
+    with FileSystems.create(path) as handle:
+        handle.write("".join(lines).encode("utf-8"))
+    yield path
+
+
+def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
+    """Adds the whole run to ``pipeline``: read, the stages in order, and every sink."""
+    recipe, out = plan.recipe, plan.out_dir
+    read = pipeline | "read" >> ReadDocs(recipe.input, plan.files)
+    docs = read[KEPT]
+    rejected, dead, stats = [], [read[DEAD_LETTER]], [read[STATS]]
+    stats.append(docs | "read/CountKept" >> beam.Map(_kept_stat("read")))
+    for stage in plan.stages:
+        result = docs | stage.name >> stage
+        docs = result[KEPT]
+        if REJECTED in result:
+            rejected.append(result[REJECTED])
+        if DEAD_LETTER in result:
+            dead.append(result[DEAD_LETTER])
+        if STATS in result:
+            stats.append(result[STATS] | f"{stage.name}/PrefixStats" >> beam.Map(_prefixed(stage.name)))
+        stats.append(docs | f"{stage.name}/CountKept" >> beam.Map(_kept_stat(stage.name)))
+
+    stats.append(docs | "write/Mixture" >> WriteMixture(out, recipe.output, recipe.tokenizer))
+    if recipe.output.write_docs:
+        stats.append(docs | "write/Docs" >> WriteDocs(out))
+    all_rejected = rejected | "write/AllRejected" >> beam.Flatten(pipeline=pipeline)
+    stats.append(all_rejected | "write/Rejected" >> WriteRejected(out, recipe.output, recipe.tokenizer))
+    stats.append(all_rejected | "write/RejectionStats" >> beam.FlatMap(rejection_stats))
+    stats.append(dead | "write/AllDeadLetter" >> beam.Flatten() | "write/DeadLetter" >> WriteDeadLetter(out))
+    _ = stats | "write/AllStats" >> beam.Flatten() | "write/Stats" >> WriteStats(out)
+    if recipe.output.report_examples:
+        _ = (
+            all_rejected
+            | "write/Example" >> beam.Map(_example(recipe.seed, EXAMPLE_CHARS))
+            | "write/PickExamples" >> beam.combiners.Top.PerKey(recipe.output.report_examples,
+                                                                  key=lambda e: -e[0])
+            | "write/ExampleRows" >> beam.FlatMap(
+                lambda kv: [{"stage": kv[0][0], "rule": kv[0][1], "id": e[1], "reason": e[2], "text": e[3]}
+                            for e in kv[1]])
+            | "write/OneKey" >> beam.Map(lambda e: (None, e))
+            | "write/GatherExamples" >> beam.GroupByKey()
+            | "write/Examples" >> beam.FlatMap(_write_examples, FileSystems.join(out, EXAMPLES_FILE))
+        )
+
+
+def clear_outputs(out_dir: str) -> None:
+    """Removes the outputs of an earlier run in ``out_dir`` so no stale shard survives."""
+    for name in OUTPUT_DIRS:
+        path = FileSystems.join(out_dir, name)
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+
+
+def run_plan(plan: RunPlan, beam_args: list[str] | None = None) -> dict[str, Any]:
+    """Runs the pipeline to the end, then writes manifest and report; returns the manifest."""
+    from qurate.pipelines.manifest import build_manifest, check_conservation, write_manifest
+    from qurate.pipelines.report import write_report
+
+    options = pipeline_options(beam_args or [])
+    clear_outputs(plan.out_dir)
+    pipeline = make_pipeline(options)
+    build_pipeline(pipeline, plan)
+    result = pipeline.run()
+    result.wait_until_finish()
+    manifest = build_manifest(plan, options)
+    write_manifest(plan.out_dir, manifest)
+    write_report(plan.out_dir)
+    check_conservation(manifest)
+    return manifest

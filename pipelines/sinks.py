@@ -1,0 +1,176 @@
+"""The run's outputs: token mixture, kept docs, rejected docs per stage, and the dead-letter entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from qurate.pipelines.batching import BatchingDoFn
+from qurate.pipelines.doc import DEAD_LETTER_SCHEMA, DOCS_SCHEMA, MIXTURE_SCHEMA, REJECTED_SCHEMA, to_row
+from qurate.pipelines.recipe import OutputConfig, TokenizerConfig
+from qurate.pipelines.tokenizer import load_tokenizer
+from qurate.pipelines.write import WriteShardedParquet, safe_component
+
+_TEXT_SHARD_CHARS = 200_000_000  # docs/rejected shards: about this much text each
+
+
+class _TokenizeFn(BatchingDoFn):
+    """Adds ``_tokens`` (ids, with EOS when asked) or only ``n_tokens`` to each doc, a batch at a time."""
+
+    def __init__(self, cfg: TokenizerConfig, count_only: bool = False):
+        super().__init__(cfg.batch_size)
+        self._cfg = cfg
+        self._count_only = count_only
+
+    def setup(self) -> None:
+        self._tokenizer = load_tokenizer(self._cfg.name)
+
+    def handle_batch(self, docs: list[dict[str, Any]]):
+        ids = self._tokenizer.encode_batch([d.get("text") or "" for d in docs])
+        eos = self._tokenizer.eos_id if self._cfg.append_eos else None
+        for doc, tokens in zip(docs, ids):
+            if self._count_only:
+                doc["n_tokens"] = len(tokens)
+            else:
+                if eos is not None:
+                    tokens.append(eos)
+                doc["_tokens"] = tokens
+            yield doc
+
+
+def _mixture_rows(doc: dict[str, Any], component_key: str):
+    tokens = doc.pop("_tokens")
+    row = {
+        "tokens": tokens, "n_tokens": len(tokens), "id": doc["id"], "lang": doc.get("lang"),
+        "domain": doc.get("domain"), "source": doc.get("source"), "quality_score": doc.get("quality_score"),
+        "synthetic": doc.get("synthetic"),
+    }
+    component = safe_component(doc.get(component_key))
+    for repeat in range(max(1, int(doc.get("repeats") or 1))):
+        yield component, {**row, "repeat": repeat}
+
+
+def _mixture_stats(row: dict[str, Any]) -> dict[str, float]:
+    first = row["repeat"] == 0
+    return {"tokens": row["n_tokens"], "docs": int(first), "repeat_rows": int(not first),
+            "repeat_tokens": 0 if first else row["n_tokens"]}
+
+
+def _lang_stats(kv):
+    row = kv[1]
+    first = int(row["repeat"] == 0)
+    return ("final", "lang", str(row["lang"])), {"docs": first, "rows": 1, "tokens": row["n_tokens"]}
+
+
+class WriteMixture(beam.PTransform):
+    """Kept docs -> ``OUT/mixture/<component>/part-*.parquet`` token shards; yields write stats."""
+
+    def __init__(self, out_dir: str, output: OutputConfig, tokenizer: TokenizerConfig):
+        super().__init__()
+        self.out_dir, self.output, self.tokenizer = out_dir, output, tokenizer
+
+    def expand(self, docs):
+        key = self.output.component_key
+        rows = (
+            docs
+            | "Tokenize" >> beam.ParDo(_TokenizeFn(self.tokenizer))
+            | "Rows" >> beam.FlatMap(_mixture_rows, key)
+        )
+        by_lang = rows | "LangStats" >> beam.Map(_lang_stats)
+        written = (
+            rows
+            | "Write" >> WriteShardedParquet(
+                "mixture", FileSystems.join(self.out_dir, "mixture"), MIXTURE_SCHEMA,
+                target_size=self.output.shard_tokens, size_of=lambda r: r["n_tokens"],
+                id_of=lambda r: (r["id"], r["repeat"]), sort_key=lambda r: (r["id"], r["repeat"]),
+                stats_of=_mixture_stats)
+        )
+        return (by_lang, written) | "Stats" >> beam.Flatten()
+
+
+def _text_size(row: dict[str, Any]) -> int:
+    return len(row.get("text") or row.get("raw") or "") + 100
+
+
+class WriteDocs(beam.PTransform):
+    """Kept docs with text and every annotation -> ``OUT/docs/part-*.parquet``."""
+
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir = out_dir
+
+    def expand(self, docs):
+        return (
+            docs
+            | "Row" >> beam.Map(lambda d: ("", to_row(d, DOCS_SCHEMA)))
+            | "Write" >> WriteShardedParquet(
+                "docs", FileSystems.join(self.out_dir, "docs"), DOCS_SCHEMA, target_size=_TEXT_SHARD_CHARS,
+                size_of=_text_size, id_of=lambda r: r["id"], sort_key=lambda r: r["id"],
+                stats_of=lambda r: {"chars": len(r["text"] or "")})
+        )
+
+
+def _rule(reason: str) -> str:
+    """The rule part of a reason (``"gopher_short_doc: 12 words < 50"`` -> ``"gopher_short_doc"``)."""
+    return reason.split(":", 1)[0].strip()[:120]
+
+
+class WriteRejected(beam.PTransform):
+    """Rejected docs (with stage and reason) -> ``OUT/rejected/<stage>/part-*.parquet``; counts their tokens."""
+
+    def __init__(self, out_dir: str, output: OutputConfig, tokenizer: TokenizerConfig):
+        super().__init__()
+        self.out_dir, self.output, self.tokenizer = out_dir, output, tokenizer
+
+    def expand(self, rejected):
+        keep_text = self.output.write_rejected_text
+
+        def row(doc):
+            r = to_row(doc, REJECTED_SCHEMA)
+            if not keep_text:
+                r["text"] = None
+            return safe_component(doc["stage"]), r
+
+        return (
+            rejected
+            | "CountTokens" >> beam.ParDo(_TokenizeFn(self.tokenizer, count_only=True))
+            | "Row" >> beam.Map(row)
+            | "Write" >> WriteShardedParquet(
+                "rejected", FileSystems.join(self.out_dir, "rejected"), REJECTED_SCHEMA,
+                target_size=_TEXT_SHARD_CHARS, size_of=_text_size, id_of=lambda r: r["id"],
+                sort_key=lambda r: r["id"], stats_of=lambda r: {"tokens": r["n_tokens"] or 0})
+        )
+
+
+def rejection_stats(doc: dict[str, Any]):
+    """Per (stage, rule) and per (stage, lang) counts of rejected docs, for the report."""
+    stage, rule = doc["stage"], _rule(doc["reason"])
+    chars = len(doc.get("text") or "")
+    yield ("rejected", stage, "rule", rule), {"docs": 1, "chars": chars}
+    yield ("rejected", stage, "lang", str(doc.get("lang"))), {"docs": 1, "chars": chars}
+
+
+class WriteDeadLetter(beam.PTransform):
+    """Dead-letter entries -> ``OUT/dead_letter/part-*.parquet`` (raw record preview, error, where from)."""
+
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir = out_dir
+
+    def expand(self, entries):
+        def sort_key(r):
+            return (r["stage"], r["file"] or "", r["position"] if r["position"] is not None else -1,
+                    r["id"] or "", r["error"])
+
+        def stats_of(r):
+            return {f"stage={r['stage']}": 1}
+
+        return (
+            entries
+            | "Row" >> beam.Map(lambda e: ("", e))
+            | "Write" >> WriteShardedParquet(
+                "dead_letter", FileSystems.join(self.out_dir, "dead_letter"), DEAD_LETTER_SCHEMA,
+                target_size=_TEXT_SHARD_CHARS, size_of=_text_size, id_of=sort_key, sort_key=sort_key,
+                stats_of=stats_of)
+        )
