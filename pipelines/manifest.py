@@ -73,6 +73,8 @@ def build_manifest(plan, options) -> dict[str, Any]:
     added = sum(c["added"] for c in counts)
     records = read.get(("records",), {}).get("docs", 0)
     accounted = kept_docs + sum(v["rows"] for v in rejected.values()) + dead.get("rows", 0)
+    docs_written = select(stats, "written", "docs").get(("",), {}).get("rows", 0)
+    docs_ok = docs_written == kept_docs or not plan.recipe.output.write_docs
     tokenizer = load_tokenizer(plan.recipe.tokenizer.name)
     return {
         "qurate_manifest": 1,
@@ -83,8 +85,8 @@ def build_manifest(plan, options) -> dict[str, Any]:
         "versions": _versions(),
         "tokenizer": {"name": tokenizer.name, "fingerprint": tokenizer.fingerprint, "eos_id": tokenizer.eos_id,
                       "append_eos": plan.recipe.tokenizer.append_eos},
-        "input": {"files": len(plan.files), "records": records,
-                  "unreadable_files": read.get(("unreadable_files",), {}).get("docs", 0)},
+        "input": {"files": len(plan.files), "files_read": read.get(("files",), {}).get("docs", 0),
+                  "records": records, "unreadable_files": read.get(("unreadable_files",), {}).get("docs", 0)},
         "stages": counts,
         "components": components,
         "totals": {
@@ -99,7 +101,8 @@ def build_manifest(plan, options) -> dict[str, Any]:
             "records_read": records, "added_by_stages": added, "kept": kept_docs,
             "rejected": {k[0]: v["rows"] for k, v in sorted(rejected.items())},
             "dead_letter": dead.get("rows", 0), "accounted": accounted,
-            "ok": records + added == accounted,
+            "docs_written": docs_written if plan.recipe.output.write_docs else None,
+            "ok": records + added == accounted and docs_ok,
         },
     }
 
@@ -116,8 +119,11 @@ def read_manifest(out_dir: str) -> dict[str, Any]:
 
 def check_conservation(manifest: dict[str, Any]) -> None:
     c = manifest["conservation"]
-    if not c["ok"]:
-        raise ConservationError(
-            f"records read ({c['records_read']}) + added by stages ({c['added_by_stages']}) != kept "
-            f"({c['kept']}) + rejected ({sum(c['rejected'].values())}) + dead-letter ({c['dead_letter']})"
-        )
+    if c["ok"]:
+        return
+    if c.get("docs_written") not in (None, c["kept"]):
+        raise ConservationError(f"{c['kept']} docs went into the mixture but {c['docs_written']} into OUT/docs")
+    raise ConservationError(
+        f"records read ({c['records_read']}) + added by stages ({c['added_by_stages']}) != kept "
+        f"({c['kept']}) + rejected ({sum(c['rejected'].values())}) + dead-letter ({c['dead_letter']})"
+    )

@@ -12,7 +12,7 @@ import logging
 import os
 import posixpath
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -21,6 +21,7 @@ from apache_beam.metrics import Metrics
 from qurate.pipelines.doc import dead_letter
 from qurate.pipelines.recipe import InputConfig
 from qurate.pipelines.stage import DEAD_LETTER, KEPT, STATS, error_text
+from qurate.pipelines.textfile import decompressed_chunks, iter_lines
 
 STAGE = "read"
 LOG = logging.getLogger(__name__)
@@ -63,46 +64,92 @@ def file_format(path: str, declared: str) -> str:
     return "parquet" if path.lower().endswith(".parquet") else "jsonl"
 
 
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def _json_type(value: Any) -> str:
+    """What a value is, in JSON's words (``42`` -> ``a number``), for messages a user reads."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def _has_lone_surrogate(record: Any) -> bool:
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+class Invalid(NamedTuple):
+    """Why a record cannot become a doc (``rule: detail``), and its id when it has a usable one."""
+
+    reason: str
+    doc_id: str | None = None
+
+
 class RecordParser:
-    """Turns one raw record (a JSON line's bytes or a Parquet row) into a doc, or says why it cannot."""
+    """Turns one raw record (a JSON line's bytes or a Parquet row) into a doc, or says why it cannot.
+
+    A reason reads ``rule: detail`` and tells the user what to fix (the rule is what the report tabulates).
+    """
 
     def __init__(self, cfg: InputConfig):
         self.cfg = cfg
 
-    def from_json_line(self, line: bytes) -> dict[str, Any] | str:
+    def from_json_line(self, line: bytes) -> dict[str, Any] | Invalid:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as err:
-            return f"invalid UTF-8 at byte {err.start}: {line[err.start:err.start + 4]!r}"
+            return Invalid(f"invalid UTF-8: byte {err.start} of the line is {line[err.start:err.start + 1]!r} "
+                           f"(input files must be UTF-8)")
         try:
             record = json.loads(text)
         except json.JSONDecodeError as err:
-            return f"not valid JSON: {err.msg} at column {err.colno}"
+            return Invalid(f"not valid JSON: {err.msg} at column {err.colno}")
         except RecursionError:
-            return "not valid JSON: nested too deeply"
+            return Invalid("not valid JSON: nested too deeply")
+        # JSON can spell an unpaired UTF-16 surrogate (\ud800); such a string cannot be written as UTF-8.
+        # Only lines with a \uD8xx-\uDFxx escape can hold one, so the full check runs on those alone.
+        if ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(record):
+            return Invalid("lone surrogate: a \\udXXX escape without its pair is not valid Unicode "
+                           "(fix the producer)", self._usable_id(record))
         return self.from_record(record)
 
-    def from_record(self, record: Any) -> dict[str, Any] | str:
+    def from_record(self, record: Any) -> dict[str, Any] | Invalid:
+        doc = self._to_doc(record)
+        return Invalid(doc, self._usable_id(record)) if isinstance(doc, str) else doc
+
+    def _usable_id(self, record: Any) -> str | None:
+        raw_id = record.get(self.cfg.id_field) if isinstance(record, dict) and self.cfg.id_field else None
+        if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) and not _has_lone_surrogate(raw_id):
+            return str(raw_id)
+        return None
+
+    def _to_doc(self, record: Any) -> dict[str, Any] | str:
         cfg = self.cfg
         if not isinstance(record, dict):
-            return f"record is a JSON {type(record).__name__}, not an object"
+            return f"not an object: the record is {_json_type(record)}, expected a JSON object with a text field"
         if cfg.text_field not in record:
-            return f"missing text field '{cfg.text_field}'"
+            keys = ", ".join(sorted(map(str, record))[:8]) or "none"
+            return (f"missing text field: no '{cfg.text_field}' in the record (its keys: {keys}); "
+                    f"set input.text_field to the field that holds the text")
         text = record[cfg.text_field]
         if not isinstance(text, str):
-            return f"text field '{cfg.text_field}' is {type(text).__name__}, not a string"
+            return f"text not a string: '{cfg.text_field}' is {_json_type(text)}"
         if not text.strip():
-            return "empty text"
+            return "empty text: the text field is empty or whitespace only"
         if len(text) > cfg.max_text_chars:
-            return f"text too large: {len(text):,} chars > input.max_text_chars {cfg.max_text_chars:,}"
+            return (f"text too large: {len(text):,} chars > input.max_text_chars {cfg.max_text_chars:,} "
+                    f"(raise it in the recipe to keep such documents)")
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:
-            return f"text is not valid Unicode (lone surrogate at char {err.start})"
+            return f"lone surrogate: text char {err.start} is an unpaired UTF-16 surrogate, not valid Unicode"
         doc: dict[str, Any] = {"text": text}
         raw_id = record.get(cfg.id_field) if cfg.id_field else None
-        if raw_id is not None and not isinstance(raw_id, (str, int)):
-            return f"id field '{cfg.id_field}' is {type(raw_id).__name__}, not a string or integer"
+        if raw_id is not None and (not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool)):
+            return f"bad id: '{cfg.id_field}' is {_json_type(raw_id)}, expected a string or an integer"
         if raw_id is not None and str(raw_id) != "":
             doc["id"] = str(raw_id)
         source = record.get(cfg.source_field) if cfg.source_field else None
@@ -139,12 +186,14 @@ class _ReadFileFn(beam.DoFn):
             for position, parsed, raw in records:
                 n += 1
                 yield from self._emit(parsed, raw, path, rel, stem, position)
+        except (ConnectionError, TimeoutError):
+            raise  # transient: the runner retries the bundle (its partial output is discarded)
         except Exception as err:  # unreadable or truncated file: one entry for the rest of it
             self._bad.inc()
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTER,
-                dead_letter(STAGE, f"cannot read file after {n} records: {error_text(err)}", file=path,
-                            position=n),
+                dead_letter(STAGE, f"unreadable file: {error_text(err)} (after {n} records were read; the "
+                                   f"rest of the file is lost, re-fetch or repair it)", file=path, position=n),
             )
             yield beam.pvalue.TaggedOutput(STATS, (("read", "unreadable_files"), {"docs": 1}))
             n += 1
@@ -154,10 +203,10 @@ class _ReadFileFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(STATS, (("read", "files"), {"docs": 1}))
 
     def _emit(self, parsed, raw, path, rel, stem, position):
-        if isinstance(parsed, str):
+        if isinstance(parsed, Invalid):
             self._bad.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(STAGE, parsed, file=path, position=position,
-                                                                    raw=raw))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(STAGE, parsed.reason, file=path,
+                                                                    position=position, doc_id=parsed.doc_id, raw=raw))
             return
         parsed.setdefault("id", f"{rel}:{position}")
         parsed.setdefault("source", stem)
@@ -165,13 +214,12 @@ class _ReadFileFn(beam.DoFn):
         yield parsed
 
     def _jsonl_records(self, path: str):
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as handle:
-            position = -1
-            for line in iter(handle.readline, b""):
-                position += 1
-                if not line.strip():
-                    continue  # blank lines separate nothing in JSONL; they are not records
-                yield position, self._parser.from_json_line(line.rstrip(b"\r\n")), line
+        position = -1
+        for line in iter_lines(decompressed_chunks(path)):
+            position += 1
+            if not line.strip():
+                continue  # blank lines separate nothing in JSONL; they are not records
+            yield position, self._parser.from_json_line(line.rstrip(b"\r\n")), line
 
     def _parquet_records(self, path: str):
         import pyarrow.parquet as pq
@@ -185,52 +233,83 @@ class _ReadFileFn(beam.DoFn):
                     position += 1
 
 
-def _first_copy_of_each_id(item):
-    """Keeps the copy of an id that comes first in (file, position); later copies go to the dead letter."""
-    doc_id, docs = item
-    docs = sorted(docs, key=lambda d: d[_ORIGIN])
-    first = docs[0]
-    for dup in docs[1:]:
-        path, position = dup.pop(_ORIGIN)
-        yield beam.pvalue.TaggedOutput(
-            DEAD_LETTER,
-            dead_letter(STAGE, f"duplicate id '{doc_id}' (first seen at {first[_ORIGIN][0]}:"
-                               f"{first[_ORIGIN][1]})", file=path, position=position, doc_id=doc_id,
-                        raw=dup.get("text")),
-        )
-    first.pop(_ORIGIN)
-    yield first
+class _FirstOrigin(beam.CombineFn):
+    """Per id: the smallest (file, position) it was read at, and how many times it was read."""
+
+    def create_accumulator(self):
+        return None, 0
+
+    def add_input(self, acc, origin):
+        first, count = acc
+        return (origin if first is None or origin < first else first), count + 1
+
+    def merge_accumulators(self, accs):
+        first, count = None, 0
+        for acc_first, acc_count in accs:
+            if acc_first is not None and (first is None or acc_first < first):
+                first = acc_first
+            count += acc_count
+        return first, count
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _split_duplicates(doc, firsts: dict):
+    """Keeps a doc unless its id was read earlier in (file, position) order; later copies go to the dead letter."""
+    path, position = origin = tuple(doc[_ORIGIN])
+    doc = {k: v for k, v in doc.items() if k != _ORIGIN}  # a copy: the input is also read by "IdOrigin"
+    first = firsts.get(doc["id"])
+    if first is None or tuple(first) == origin:
+        yield doc
+        return
+    yield beam.pvalue.TaggedOutput(
+        DEAD_LETTER,
+        dead_letter(STAGE, f"duplicate id: '{doc['id']}' was first read at {first[0]}:{first[1]}; this copy "
+                           f"was dropped (input.drop_duplicate_ids: false keeps every copy)",
+                    file=path, position=position, doc_id=doc["id"], raw=doc.get("text")),
+    )
 
 
 def _strip_origin(doc):
-    doc.pop(_ORIGIN, None)
-    return doc
+    return {k: v for k, v in doc.items() if k != _ORIGIN}
 
 
 class ReadDocs(beam.PTransform):
     """``PBegin -> {kept: docs, dead_letter: entries, stats: counts}`` for the input files of a recipe."""
 
     def __init__(self, cfg: InputConfig, files: list[str] | None = None):
+        """``files``: the launcher's listing of ``cfg.paths`` when the caller has it already."""
         super().__init__()
         self.cfg = cfg
+        # Listed on the launcher: an empty pattern fails before the job starts, and ids need the common folder.
         self.files = files if files is not None else match_input_files(cfg.paths)
 
     def expand(self, pbegin):
         base_dir = _common_dir(self.files)
         read = (
             pbegin
-            | "Files" >> beam.Create(self.files)
+            # The graph carries the patterns, not the file list: a corpus of 10^5-10^6 files would make the
+            # job graph too large to submit. Workers list them again (same files, same filter).
+            | "Patterns" >> beam.Create(sorted(set(self.cfg.paths)))
+            | "Match" >> beam.FlatMap(lambda pattern: match_input_files([pattern]))
+            | "Files" >> beam.Distinct()  # two patterns may name the same file; it is read once
             | "SpreadFiles" >> beam.Reshuffle()
             | "ReadFile" >> beam.ParDo(_ReadFileFn(self.cfg, base_dir)).with_outputs(DEAD_LETTER, STATS, main=KEPT)
         )
         docs, dead = read[KEPT], [read[DEAD_LETTER]]
         if self.cfg.drop_duplicate_ids:
-            unique = (
+            # Only (id, origin) pairs are shuffled, combined per id; the texts never move. Ids read more than
+            # once (usually few) reach every worker as a side input that names each one's first copy.
+            repeated = (
                 docs
-                | "KeyById" >> beam.Map(lambda d: (d["id"], d))
-                | "GroupById" >> beam.GroupByKey()
-                | "FirstCopy" >> beam.FlatMap(_first_copy_of_each_id).with_outputs(DEAD_LETTER, main=KEPT)
+                | "IdOrigin" >> beam.Map(lambda d: (d["id"], d[_ORIGIN]))
+                | "FirstOrigin" >> beam.CombinePerKey(_FirstOrigin())
+                | "Repeated" >> beam.Filter(lambda kv: kv[1][1] > 1)
+                | "RepeatedFirst" >> beam.Map(lambda kv: (kv[0], kv[1][0]))
             )
+            unique = docs | "DropRepeats" >> beam.FlatMap(
+                _split_duplicates, beam.pvalue.AsDict(repeated)).with_outputs(DEAD_LETTER, main=KEPT)
             docs = unique[KEPT]
             dead.append(unique[DEAD_LETTER])
         else:

@@ -13,6 +13,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
+from qurate.classifiers.quality_config import QualityConfig
+from qurate.decontam.config import DecontamConfig
+from qurate.dedup.config import DedupConfig
+from qurate.filters.heuristics import HeuristicsConfig
+from qurate.filters.langid import LangIdConfig
 from qurate.pipelines.section import Section
 
 DEFAULT_RECIPE = Path(__file__).parent / "data" / "default_recipe.yaml"
@@ -45,8 +50,8 @@ class OutputConfig(Section):
     write_docs: bool = True  # OUT/docs/: kept docs with text and annotations
     write_rejected_text: bool = True  # keep the text of rejected docs (turn off to save space at scale)
     component_key: str = "source"  # the doc field that names a mixture component
-    shard_tokens: int = Field(50_000_000, gt=0)  # target tokens per mixture shard
-    docs_shards: int = Field(1, gt=0)  # shards for OUT/docs and OUT/rejected/<stage>
+    shard_tokens: int = Field(50_000_000, gt=0, le=1_000_000_000)  # target tokens per mixture shard
+    shard_chars: int = Field(200_000_000, gt=0)  # target text chars per OUT/docs, rejected, dead_letter shard
     report_examples: int = Field(3, ge=0)  # escaped examples per stage and reason in the report
 
 
@@ -63,6 +68,11 @@ class Recipe(Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     # Stage sections (each defined in its stage's package) are added below, one line per stage.
+    langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    decontam: DecontamConfig = Field(default_factory=DecontamConfig)
 
     def fingerprint(self) -> str:
         """A hash of everything that decides the output (the output dir excluded)."""

