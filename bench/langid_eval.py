@@ -47,7 +47,7 @@ def predict_all(items: list[dict]) -> tuple[dict[str, list[str]], dict[str, floa
     texts = [it["text"] for it in items]
     model = fasttext.load_model(default_model_path())
     started = time.perf_counter()
-    raw = [model.predict(t.translate(_LINE_BREAKS), k=1)[0][0].removeprefix("__label__") for t in texts]
+    raw = [model.predict(_LINE_BREAKS.sub(" ", t), k=1)[0][0].removeprefix("__label__") for t in texts]
     raw_s = time.perf_counter() - started
     lid = LanguageIdentifier(LangIdConfig())
     lid.load()

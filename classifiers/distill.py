@@ -3,7 +3,7 @@
 The FineWeb-Edu recipe: an LLM judges a sample, a cheap model learns its scores and runs over everything.
 Features are word 1- and 2-grams hashed (xxhash, signed) into ``2**bits`` buckets with sublinear term
 frequency and L2 normalization; each dimension gets its own ridge regression (scipy ``lsqr``, exact and
-deterministic), predictions clipped to 0-5. Thousands of docs/s on one CPU core, no torch.
+deterministic), predictions clipped to 0-5. Hundreds of docs/s on one CPU core, no torch.
 
 Saved as one ``.npz``: the used buckets, their weights per dimension, intercepts, and JSON metadata (rubric,
 judge, training set, held-out agreement with the judge).
@@ -23,11 +23,16 @@ import xxhash
 
 FORMAT = "qurate-quality-ridge/1"
 _WORD = re.compile(r"\w+", re.UNICODE)
-MAX_WORDS = 2000  # the judge sees a truncated document too; the head carries the signal
+WORDS_PER_TOKEN = 0.75  # features come from about as much of the doc's head as the judge saw
 
 
-def _features(text: str, bits: int) -> dict[int, float]:
-    words = _WORD.findall(text.lower())[:MAX_WORDS]
+def words_for_tokens(max_doc_tokens: int) -> int:
+    """How many leading words the classifier reads for a judge that saw ``max_doc_tokens`` tokens."""
+    return max(32, int(max_doc_tokens * WORDS_PER_TOKEN))
+
+
+def _features(text: str, bits: int, max_words: int) -> dict[int, float]:
+    words = _WORD.findall(text[: max_words * 16].lower())[:max_words]
     grams = words + [a + " " + b for a, b in zip(words, words[1:])]
     counts: dict[int, float] = {}
     mask = (1 << bits) - 1
@@ -39,13 +44,17 @@ def _features(text: str, bits: int) -> dict[int, float]:
     return counts
 
 
-def featurize(texts: Sequence[str], bits: int):
+def _cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+def featurize(texts: Sequence[str], bits: int, max_words: int):
     """A CSR matrix (docs x 2**bits) of signed, sublinear, L2-normalized hashed n-gram counts."""
     from scipy import sparse
 
     indptr, indices, values = [0], [], []
     for text in texts:
-        counts = _features(text, bits)
+        counts = _features(text, bits, max_words)
         cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         raw = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         vals = np.sign(raw) * np.log1p(np.abs(raw))
@@ -54,8 +63,7 @@ def featurize(texts: Sequence[str], bits: int):
         indices.append(cols[order])
         values.append(vals[order] / norm if norm > 0 else vals[order])
         indptr.append(indptr[-1] + len(counts))
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
-    return sparse.csr_matrix((cat(values, np.float64), cat(indices, np.int64), np.array(indptr)),
+    return sparse.csr_matrix((_cat(values, np.float64), _cat(indices, np.int64), np.array(indptr)),
                              shape=(len(texts), 1 << bits))
 
 
@@ -63,6 +71,7 @@ def featurize(texts: Sequence[str], bits: int):
 class QualityModel:
     dimensions: list[str]
     bits: int
+    max_words: int  # leading words of a doc that are read
     buckets: np.ndarray  # int64 (n_used,), sorted
     weights: np.ndarray  # float32 (n_used, K)
     intercepts: np.ndarray  # float32 (K,)
@@ -70,7 +79,7 @@ class QualityModel:
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Scores (docs x K), each in 0-5."""
-        x = featurize(texts, self.bits)[:, self.buckets]
+        x = featurize(texts, self.bits, self.max_words)[:, self.buckets]
         return np.clip(x @ self.weights.astype(np.float64) + self.intercepts, 0.0, 5.0)
 
     def score_texts(self, texts: Sequence[str]) -> list[dict[str, float]]:
@@ -79,7 +88,8 @@ class QualityModel:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {**self.meta, "format": FORMAT, "dimensions": self.dimensions, "bits": self.bits}
+        meta = {**self.meta, "format": FORMAT, "dimensions": self.dimensions, "bits": self.bits,
+                "max_words": self.max_words}
         with open(path, "wb") as handle:  # a file handle: np.savez would append ".npz" to other names
             np.savez_compressed(handle, buckets=self.buckets.astype(np.int32 if self.bits < 31 else np.int64),
                                 weights=self.weights.astype(np.float16), intercepts=self.intercepts,
@@ -92,19 +102,20 @@ class QualityModel:
             meta = json.loads(str(data["meta"]))
             if meta.get("format") != FORMAT:
                 raise ValueError(f"{path} is not a qurate quality classifier (format {meta.get('format')!r})")
-            return cls(list(meta["dimensions"]), int(meta["bits"]), data["buckets"].astype(np.int64),
+            return cls(list(meta["dimensions"]), int(meta["bits"]), int(meta["max_words"]),
+                       data["buckets"].astype(np.int64),
                        data["weights"].astype(np.float32), data["intercepts"].astype(np.float32), meta)
 
 
 def train(texts: Sequence[str], labels: np.ndarray, dimensions: list[str], bits: int = 18,
-          l2: float = 1.0) -> QualityModel:
+          l2: float = 1.0, max_words: int = 768) -> QualityModel:
     """Ridge regression per dimension on hashed n-grams; ``labels`` is (docs x K) judge scores."""
     from scipy.sparse.linalg import lsqr
 
     labels = np.asarray(labels, dtype=np.float64)
     if labels.shape != (len(texts), len(dimensions)):
         raise ValueError(f"labels shape {labels.shape} != ({len(texts)}, {len(dimensions)})")
-    x = featurize(texts, bits)
+    x = featurize(texts, bits, max_words)
     used = np.unique(x.indices)
     x = x[:, used]
     means = labels.mean(axis=0)
@@ -112,7 +123,7 @@ def train(texts: Sequence[str], labels: np.ndarray, dimensions: list[str], bits:
     for k in range(len(dimensions)):
         weights[:, k] = lsqr(x, labels[:, k] - means[k], damp=float(np.sqrt(l2)), atol=1e-10, btol=1e-10,
                              iter_lim=5000)[0]
-    return QualityModel(list(dimensions), bits, used.astype(np.int64), weights.astype(np.float32),
+    return QualityModel(list(dimensions), bits, max_words, used.astype(np.int64), weights.astype(np.float32),
                         means.astype(np.float32))
 
 

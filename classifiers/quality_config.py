@@ -50,7 +50,9 @@ class QualityConfig(Section):
         default_factory=lambda: [Dimension(name=n, description=d) for n, d in DEFAULT_DIMENSIONS])
     # Keep rule on the weighted mean of the dimensions (0-5): keep at or above `threshold`; below it, within
     # `soft_band`, keep with a probability falling linearly to 0 (decided by a hash of id and seed).
-    threshold: float = Field(1.4, ge=0, le=5)
+    # Default 0: annotate only. The bundled classifier mimics a 135M-parameter judge, too weak to drop
+    # documents on its word; set a threshold with a classifier trained from a strong judge.
+    threshold: float = Field(0.0, ge=0, le=5)
     soft_band: float = Field(0.0, ge=0, le=5)
     batch_size: int = Field(64, gt=0)  # docs per RunInference batch (classifier backend)
 

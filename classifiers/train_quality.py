@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qurate.classifiers.distill import QualityModel, agreement, format_agreement, train
+from qurate.classifiers.distill import agreement, format_agreement, train, words_for_tokens
 from qurate.classifiers.quality_config import QualityConfig
 from qurate.pipelines.write import stable_hash
 
@@ -54,14 +54,42 @@ def read_sample(paths: list[str], text_field: str, id_field: str | None, sample:
     return docs[:sample]
 
 
-def judge_docs(cfg: QualityConfig, docs: list[dict[str, str]]) -> list[dict[str, float]]:
+CHUNK = 32  # docs judged between two appends to the labels file
+
+
+def judge_docs(cfg: QualityConfig, docs: list[dict[str, str]], labels_out: str | None = None,
+               judge_name: str = "") -> list[dict[str, float]]:
+    """Judge scores per doc. With ``labels_out``, labels already there are reused (an interrupted run
+    resumes) and new ones are appended chunk by chunk."""
     from qurate.classifiers.judge import Progress, make_judge
 
-    started = time.monotonic()
-    judge = make_judge(cfg)
-    print(f"qurate: judge {cfg.judge.engine}:{cfg.judge.model} loaded in {time.monotonic() - started:.1f} s; "
-          f"judging {len(docs)} docs on {len(cfg.dimensions)} dimensions", file=sys.stderr, flush=True)
-    return judge.score_texts([d["text"] for d in docs], Progress("judged", total=len(docs)))
+    done: dict[str, dict[str, float]] = {}
+    if labels_out and Path(labels_out).exists():
+        # split on "\n" only: str.splitlines also splits on U+2028, U+0085 ... which texts contain
+        for line in Path(labels_out).read_text(encoding="utf-8").split("\n"):
+            if line:
+                row = json.loads(line)
+                if row.get("judge") == judge_name:  # another judge's labels are not reused
+                    done[row["id"]] = row["scores"]
+    todo = [d for d in docs if d["id"] not in done]
+    if todo:
+        started = time.monotonic()
+        judge = make_judge(cfg)
+        print(f"qurate: judge {judge_name} loaded in {time.monotonic() - started:.1f} s; judging {len(todo)} "
+              f"docs on {len(cfg.dimensions)} dimensions ({len(docs) - len(todo)} labels reused)",
+              file=sys.stderr, flush=True)
+        progress = Progress("judged", total=len(todo))
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            scores = judge.score_texts([d["text"] for d in chunk], progress)
+            done.update((d["id"], s) for d, s in zip(chunk, scores))
+            if labels_out:
+                Path(labels_out).parent.mkdir(parents=True, exist_ok=True)
+                with open(labels_out, "a", encoding="utf-8") as handle:
+                    for doc, s in zip(chunk, scores):
+                        handle.write(json.dumps({"id": doc["id"], "judge": judge_name, "scores": s,
+                                                 "text": doc["text"]}, ensure_ascii=False) + "\n")
+    return [done[d["id"]] for d in docs]
 
 
 def split(docs: list[dict[str, Any]], heldout: float, seed: int) -> tuple[list[int], list[int]]:
@@ -78,7 +106,9 @@ def run_training(cfg: QualityConfig, paths: list[str], out: str, *, text_field: 
     """The whole command; returns the saved model's metadata (with the agreement)."""
     names = [d.name for d in cfg.dimensions]
     if labels_in:
-        rows = [json.loads(line) for line in Path(labels_in).read_text(encoding="utf-8").splitlines() if line]
+        opener = gzip.open if labels_in.endswith(".gz") else open
+        with opener(labels_in, "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
         docs = [{"id": r["id"], "text": r["text"]} for r in rows]
         scores = [r["scores"] for r in rows]
         judge_name = rows[0].get("judge", "?") if rows else "?"
@@ -86,24 +116,19 @@ def run_training(cfg: QualityConfig, paths: list[str], out: str, *, text_field: 
         docs = read_sample(paths, text_field, id_field, sample, seed)
         if len(docs) < 10:
             raise ValueError(f"only {len(docs)} docs of >= {MIN_CHARS} chars found in the input; need >= 10")
-        started = time.monotonic()
-        scores = judge_docs(cfg, docs)
-        judge_s = time.monotonic() - started
         judge_name = f"{cfg.judge.engine}:{cfg.judge.model}"
-        print(f"qurate: judged {len(docs)} docs in {judge_s:.1f} s ({len(docs) / judge_s:.2f} docs/s)",
-              file=sys.stderr)
-        if labels_out:
-            Path(labels_out).parent.mkdir(parents=True, exist_ok=True)
-            with open(labels_out, "w", encoding="utf-8") as handle:
-                for doc, s in zip(docs, scores):
-                    handle.write(json.dumps({"id": doc["id"], "judge": judge_name, "scores": s,
-                                             "text": doc["text"]}, ensure_ascii=False) + "\n")
+        started = time.monotonic()
+        scores = judge_docs(cfg, docs, labels_out, judge_name)
+        judge_s = time.monotonic() - started
+        print(f"qurate: judged {len(docs)} docs in {judge_s:.1f} s ({len(docs) / judge_s:.2f} docs/s, model "
+              "load included)", file=sys.stderr)
     labels = np.array([[s[n] for n in names] for s in scores], dtype=np.float64)
     train_idx, test_idx = split(docs, heldout, seed)
     if not test_idx or len(train_idx) < 5:
         raise ValueError(f"{len(docs)} docs give {len(train_idx)} train / {len(test_idx)} held-out; need more")
     started = time.monotonic()
-    model = train([docs[i]["text"] for i in train_idx], labels[train_idx], names, bits=bits, l2=l2)
+    model = train([docs[i]["text"] for i in train_idx], labels[train_idx], names, bits=bits, l2=l2,
+                  max_words=words_for_tokens(cfg.judge.max_doc_tokens))
     train_s = time.monotonic() - started
     pred = model.predict([docs[i]["text"] for i in test_idx])
     agree = agreement(labels[test_idx], pred, names, [d.weight for d in cfg.dimensions], cfg.threshold)

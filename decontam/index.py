@@ -1,11 +1,11 @@
 """The candidate index: hashes of every token n-gram (n = 13) of every benchmark item, as sorted numpy arrays.
 
 Items and documents are normalized (``normalize.py``) and tokenized with the pipeline's tokenizer; the lone space
-token that a byte-level BPE emits before digits is dropped, so "1 2 3" and "1, 2, 3" give the same tokens. An
-n-gram's hash is a polynomial over its token ids (uint64, wrapping) with a final mix; collisions only cost an
+token that a byte-level BPE emits before every number is dropped (it carries nothing and would make every number
+a two-token pattern). An n-gram's hash is a polynomial over its token ids (uint64, wrapping) with a final mix; collisions only cost an
 LCS check, never a wrong verdict.
 
-Only "informative" n-grams are keys: at most half of their tokens are digits (digit runs in tables and dates
+Only "informative" n-grams are keys: at least 4 of their tokens are not digits (digit runs in tables and dates
 share 13-grams with numeric benchmark items by chance). Lookup is a 2^27-bit bitmap over the hashes' top bits (one
 memory access rules out almost every document n-gram), then ``np.searchsorted`` over ``keys`` (sorted hashes)
 with ``key_item`` (the item of each hash) alongside. Memory: 12 bytes per item n-gram, 4 bytes per item token
@@ -33,21 +33,24 @@ from qurate.decontam.normalize import normalize
 from qurate.decontam.sources import BenchItem, iter_items, sources_fingerprint
 
 LOG = logging.getLogger(__name__)
-NORMALIZATION_VERSION = "2"  # bump when normalize() or the hashing changes: invalidates cached indexes
+NORMALIZATION_VERSION = "4"  # bump when normalize() or the hashing changes: invalidates cached indexes
 FILTER_BITS = 27  # 16 MB
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
 
 
+MIN_NON_DIGITS = 4  # an n-gram is a key only with at least this many tokens that are not digits
+
+
 def informative(tokens: np.ndarray, n: int, digit_ids: np.ndarray) -> np.ndarray:
-    """Which length-``n`` windows are usable keys: at most half digit tokens. Runs of digits (tables, dates,
-    page numbers, lists of numbers) share 13-grams by chance, so they never make a candidate on their own; the
-    LCS check still counts their tokens."""
+    """Which length-``n`` windows are usable keys: those with at least ``MIN_NON_DIGITS`` non-digit tokens.
+    Runs of digits (tables, dates, page numbers, lists of numbers) share 13-grams by chance, so they never make
+    a candidate on their own; the LCS check still counts their tokens."""
     count = len(tokens) - n + 1
     if count <= 0:
         return np.zeros(0, dtype=bool)
     digits = np.concatenate([[0], np.cumsum(np.isin(tokens, digit_ids))])
-    return (digits[n:] - digits[:-n]) <= n // 2
+    return (digits[n:] - digits[:-n]) <= n - min(MIN_NON_DIGITS, n)
 
 
 def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
@@ -215,6 +218,13 @@ def index_key(config: DecontamConfig, tokenizer: Any) -> tuple[str, bool]:
     return hashlib.sha256(blob).hexdigest()[:24], pinned
 
 
+def _drop_stale(folder: Path) -> None:
+    """Removes cached indexes of older normalization versions: they can never be used again."""
+    for old in folder.glob("index-*.npz"):
+        if not old.name.startswith(f"index-v{NORMALIZATION_VERSION}-"):
+            old.unlink(missing_ok=True)
+
+
 _INDEXES: dict[str, NGramIndex] = {}
 _LOCK = threading.Lock()
 
@@ -228,7 +238,7 @@ def get_index(config: DecontamConfig, tokenizer: Any) -> NGramIndex:
             return index
         started = time.monotonic()
         folder = cache_dir(config) if pinned else None
-        path = folder / f"index-{key}.npz" if folder else None
+        path = folder / f"index-v{NORMALIZATION_VERSION}-{key}.npz" if folder else None
         if path is not None and path.is_file():
             try:
                 index = NGramIndex.load(path)
@@ -239,6 +249,7 @@ def get_index(config: DecontamConfig, tokenizer: Any) -> NGramIndex:
             if path is not None:
                 try:
                     index.save(path)
+                    _drop_stale(path.parent)
                 except OSError as err:  # a read-only home must not stop the run
                     LOG.warning("decontam: cannot cache the index in %s: %s", path.parent, err)
         LOG.info("decontam: index of %d items, %d %d-grams, %.1f MB, ready in %.1f s", len(index),

@@ -4,8 +4,8 @@ The rule is meant to defeat reformatting that leaves an item's words in place:
 
 1. Unicode NFKC, then ``casefold`` (case, full-width forms, ligatures);
 2. list markers are removed: a letter, a 1-3 digit number or a roman numeral i..viii followed by ``.``, ``)`` or
-   ``:`` after whitespace or ``(`` (``A.``, ``(b)``, ``3)``, ``iv.``, ``Q:``), so relabelled choices and numbered
-   lines normalize alike;
+   ``:``, after whitespace or ``(`` and before whitespace or the end (``A.``, ``(b)``, ``3)``, ``iv.``, ``Q:``), so
+   relabelled choices and numbered lines normalize alike;
 3. every character that is not a letter or digit becomes a space (punctuation, symbols, underscores, markup);
 4. whitespace runs (line breaks included) collapse to one space; the result starts with a space, so every word is
    encoded as " word" by a byte-level BPE whatever its original position.
@@ -22,8 +22,9 @@ import sys
 import unicodedata
 from functools import lru_cache
 
-# [\s(] + marker + [.):] followed by whitespace; the text is prefixed with a space so a marker at the start counts.
-_MARKER = re.compile(r"[\s(](?:[a-z]|\d{1,3}|i{1,3}|iv|vi{0,3})[.):](?=\s)")
+# [\s(] + marker + [.):] followed by whitespace or the end; the text is prefixed with a space so that a
+# marker at the very start counts too.
+_MARKER = re.compile(r"[\s(](?:[a-z]|\d{1,3}|i{1,3}|iv|vi{0,3})[.):](?=\s|$)")
 _RUN = re.compile(r"\S+")
 
 

@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from pydantic import Field, model_validator
+from qurate.filters.langcodes import CODE_AND_MATH_SOURCES
 from qurate.filters.plugins import CustomFilterSpec, LoadedFilter, load_filter
 from qurate.filters.stopwords import STOP_WORDS
 from qurate.pipelines.section import Section
@@ -102,8 +103,8 @@ def _default_lang_overrides() -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _default_source_rules() -> dict[str, list[str]]:
-    return {"*code*": _CODE_AND_MATH, "*github*": _CODE_AND_MATH, "*arxiv*": _CODE_AND_MATH,
-            "*math*": _CODE_AND_MATH, **{glob: _NOT_WEB for glob in _NOT_WEB_SOURCES}, "*": list(FAMILIES)}
+    return {**{glob: _CODE_AND_MATH for glob in CODE_AND_MATH_SOURCES},
+            **{glob: _NOT_WEB for glob in _NOT_WEB_SOURCES}, "*": list(FAMILIES)}
 
 
 class HeuristicsConfig(Section):
@@ -111,7 +112,8 @@ class HeuristicsConfig(Section):
     gopher_repetition: GopherRepetitionParams = Field(default_factory=GopherRepetitionParams)
     fineweb: FineWebParams = Field(default_factory=FineWebParams)
     c4: C4Params = Field(default_factory=C4Params)
-    # lang -> family -> {param: value}: thresholds for one language (e.g. zh, ja, th: no word-length rule)
+    # lang -> family -> {param: value}: thresholds for one language (e.g. zh, ja, th: no word-length rule).
+    # A recipe that sets this replaces the defaults (listed in _UNSEGMENTED_OVERRIDES) for every language.
     lang_overrides: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=_default_lang_overrides)
     # source glob -> rule families that apply; the first matching glob wins (code/math: no prose rules)
     source_rules: dict[str, list[str]] = Field(default_factory=_default_source_rules)
@@ -237,6 +239,8 @@ class HeuristicsDecider(DocDecider):
         families = self._plan.get((doc.get("source"), lang))
         if families is None:  # resolved once per (source, language) seen by this worker
             families = [f for f in self.cfg.families_for(doc.get("source")) if self.cfg.params_for(f, lang).enabled]
+            if len(self._plan) > 10_000:  # sources can be per-document (URLs): keep the cache bounded
+                self._plan.clear()
             self._plan[(doc.get("source"), lang)] = families
         if not families:
             return None

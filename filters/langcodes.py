@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 # lid.176 (and most fastText LID models) use old or macro codes for some languages; qurate records ISO 639-1.
 # lid.176's "no" is trained on Norwegian Bokmål Wikipedia; "nn" is its own label.
 _ALIASES = {
@@ -38,6 +40,7 @@ CONFUSABLE_GROUPS: tuple[tuple[str, ...], ...] = (
 GROUP_EXTRA = {"sh": ("bs", "hr", "sr")}
 
 
+@lru_cache(maxsize=4096)
 def normalize(label: str) -> str:
     """A model label (``__label__no``, ``zh-TW``, ``nob_Latn``) as ISO 639-1 where one exists."""
     code = label.removeprefix("__label__").strip().lower().replace("_", "-")
@@ -55,3 +58,8 @@ def group_of(code: str) -> tuple[str, ...] | None:
         if code in group:
             return group
     return None
+
+
+# Sources whose docs are code or math, not prose: their name or a path segment starts with "code", or they name
+# GitHub, arXiv or math ("code/python", "the-stack/code-x", "redpajama/arxiv"; not "web/unicode-faq").
+CODE_AND_MATH_SOURCES: tuple[str, ...] = ("code*", "*/code*", "*github*", "*arxiv*", "*math*")

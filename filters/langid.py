@@ -1,6 +1,6 @@
 """Document language identification: fastText LID over chunks, aggregated by length, with a second opinion.
 
-A document is cut at line boundaries into chunks of about ``chunk_chars``; each chunk is scored by fastText
+A document is cut at spaces into chunks of about ``chunk_chars``; each chunk is scored by fastText
 (one batched call per bundle) and the top-k label probabilities are averaged with the chunk lengths as weights,
 so a long page decides by what most of its text is, not by its first line. Codes are normalized to ISO 639-1.
 When the winner is in a confusable group (nb/nn/da/sv, bs/hr/sr, ms/id, ru/uk/be) and fastText is unsure,
@@ -12,16 +12,17 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, field_validator
-from qurate.filters.langcodes import QWEN_LANGUAGES, group_of, normalize
+from qurate.filters.langcodes import CODE_AND_MATH_SOURCES, QWEN_LANGUAGES, group_of, normalize
 from qurate.pipelines.section import Section
 from qurate.pipelines.stage import DocDecider, Keep, Reject
 
 # Characters fastText must never see: it predicts one line at a time (and raises on "\n").
-_LINE_BREAKS = str.maketrans({c: " " for c in "\n\r\v\f\x00\x85\u2028\u2029"})
+_LINE_BREAKS = re.compile("[\n\r\v\f\x00\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def default_model_path() -> str:
@@ -44,9 +45,9 @@ class LangIdConfig(Section):
     top_k: int = Field(3, gt=0)  # labels kept per chunk for the length-weighted average
     second_opinion: bool = True  # lingua inside confusable groups when fastText is unsure
     second_opinion_below: float = Field(0.9, ge=0, le=1)  # ... i.e. its doc score is below this
-    second_opinion_short_chars: int = Field(200, ge=0)  # ... or the text is shorter than this
+    second_opinion_short_chars: int = Field(0, ge=0)  # ... or the text is shorter than this (0: off)
     # Sources whose docs are annotated but never rejected: code and math are not prose in a language.
-    exempt_sources: list[str] = Field(default_factory=lambda: ["*code*", "*github*", "*arxiv*", "*math*"])
+    exempt_sources: list[str] = Field(default_factory=lambda: list(CODE_AND_MATH_SOURCES))
     batch_size: int = Field(256, gt=0)
 
     @field_validator("allow", mode="after")
@@ -72,36 +73,29 @@ class LangResult:
 
 
 def chunk_text(text: str, chunk_chars: int, max_chunks: int) -> list[str]:
-    """Line-aligned chunks of about ``chunk_chars`` (line breaks removed); evenly spaced if too many."""
-    chunks: list[str] = []
-    parts: list[str] = []
-    size = 0
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        while len(line) > 2 * chunk_chars:  # one huge line: cut it, at a space when there is one near
-            cut = line.rfind(" ", chunk_chars // 2, chunk_chars)
-            cut = cut if cut > 0 else chunk_chars
-            if parts:
-                chunks.append(" ".join(parts))
-                parts, size = [], 0
-            chunks.append(line[:cut])
-            line = line[cut:].lstrip()
-        parts.append(line)
-        size += len(line) + 1
-        if size >= chunk_chars:
-            chunks.append(" ".join(parts))
-            parts, size = [], 0
-    if parts:
-        if chunks and size < chunk_chars // 4:  # a short tail joins the chunk before it
-            chunks[-1] = chunks[-1] + " " + " ".join(parts)
+    """Chunks of about ``chunk_chars``, cut at a space, with every line break turned into a space; evenly
+    spaced ones if there are more than ``max_chunks``; none for text without a visible character."""
+    flat = _LINE_BREAKS.sub(" ", text)
+    n = len(flat)
+    if n <= chunk_chars + chunk_chars // 2:
+        return [flat] if not flat.isspace() and flat else []
+    chunks = []
+    start = 0
+    while start < n:
+        end = start + chunk_chars
+        if end >= n - chunk_chars // 2:  # a short tail joins the last chunk
+            end = n
         else:
-            chunks.append(" ".join(parts))
+            cut = flat.rfind(" ", start + chunk_chars // 2, end)
+            end = cut if cut > start else end
+        chunk = flat[start:end]
+        if not chunk.isspace():
+            chunks.append(chunk)
+        start = end
     if len(chunks) > max_chunks:
         step = len(chunks) / max_chunks
         chunks = [chunks[int(i * step)] for i in range(max_chunks)]
-    return [c.translate(_LINE_BREAKS) for c in chunks]
+    return chunks
 
 
 class LanguageIdentifier:
@@ -165,14 +159,14 @@ class LanguageIdentifier:
         if (self._second is not None and group is not None
                 and (score < self.cfg.second_opinion_below or len(text) < self.cfg.second_opinion_short_chars)):
             prior = {c: scores.get(c, 0.0) / total for c in group}
-            for extra in set(scores) - set(group):  # "sh" (Serbo-Croatian) is spread over bs/hr/sr
+            for extra in sorted(set(scores) - set(group)):  # "sh" (Serbo-Croatian) goes to bs/hr/sr evenly
                 if group_of(extra) == group:
                     for c in group:
                         prior[c] += scores[extra] / total / len(group)
             decided = self._second.decide(group, " ".join(chunks), prior)
             if decided is not None:
                 # lang_score is fastText's mass on the whole group: how sure we are it is one of them
-                group_score = sum(scores.get(c, 0.0) for c in set(group) | {lang}) / total
+                group_score = sum(scores.get(c, 0.0) for c in sorted(set(group) | {lang})) / total
                 return LangResult(decided[0], min(1.0, group_score), lang, True)
         return LangResult(lang, score, lang, False)
 

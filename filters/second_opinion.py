@@ -50,6 +50,9 @@ class LinguaSecondOpinion:
         if not values or values[0].value <= 0:
             return None
         lingua = {self._codes[v.language]: float(v.value) for v in values}
+        # Known bias: lingua's Serbian model knows only Cyrillic, so on Latin text it gives sr 0 and an unsure
+        # Latin-script doc never comes out sr. Making sr neutral there was tried: it recovered Latin sr but lost
+        # more on hr/bs (which fastText often calls sr), so it is not done (bench/RESULTS.md).
         if prior:
             mass = sum(prior.get(c, 0.0) for c in group) or 1.0
             combined = {c: (PRIOR_FLOOR + prior.get(c, 0.0) / mass) ** PRIOR_POWER * lingua.get(c, 0.0)

@@ -22,15 +22,39 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
-def _progress(stop: threading.Event, started: float) -> None:
-    while not stop.wait(15):
-        print(f"  ... running ({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+class _Progress:
+    """Prints what the run is doing: at each phase change, then every ``every`` seconds (stderr)."""
+
+    def __init__(self, every: float = 15.0):
+        self.every, self.started, self.phase = every, time.monotonic(), "starting"
+        self._last = self.started
+        self._stop = threading.Event()
+        threading.Thread(target=self._tick, daemon=True).start()
+
+    def _line(self) -> None:
+        self._last = time.monotonic()
+        print(f"  ... {self.phase} ({self._last - self.started:.0f} s)", file=sys.stderr, flush=True)
+
+    def set(self, phase: str) -> None:
+        self.phase = phase
+        self._line()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            if time.monotonic() - self._last >= self.every:
+                self._line()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _summary(manifest: dict[str, Any], out_dir: str, seconds: float) -> str:
     t, c = manifest["totals"], manifest["conservation"]
     w = max([10, *(len(s["stage"]) for s in manifest["stages"])])  # name column width
     read_dead = c["dead_letter"] - sum(s["dead_letter"] for s in manifest["stages"])
+    written = [f"{name}/, " for name, present in (
+        ("mixture", t["rows"]), ("docs", manifest["recipe"]["output"]["write_docs"] and t["docs"]),
+        ("rejected", t["rejected"]), ("dead_letter", t["dead_letter"])) if present]
     lines = [f"qurate: done in {seconds:.1f} s on {manifest['runner']}",
              f"  {'read':<{w}} {manifest['input']['records']:>10,} records from {manifest['input']['files']} "
              f"file(s)" + (f"  {read_dead:,} dead-letter" if read_dead else "")]
@@ -45,7 +69,7 @@ def _summary(manifest: dict[str, Any], out_dir: str, seconds: float) -> str:
         f"  records read {c['records_read']:,} = kept {c['kept']:,} + rejected {t['rejected']:,} + dead-letter "
         f"{t['dead_letter']:,}" + (f" - added {c['added_by_stages']:,}" if c["added_by_stages"] else "")
         + ": conservation " + ("holds" if c["ok"] else "VIOLATED"),
-        f"  outputs in {out_dir}/ (mixture/, docs/, rejected/, dead_letter/, manifest.json, report.html)",
+        f"  outputs in {out_dir}/ ({''.join(written)}manifest.json, report.html)",
     ]
     return "\n".join(lines)
 
@@ -96,10 +120,9 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     stage_list = ", ".join(["read", *plan.stage_names, "write"])
     print(f"qurate: {len(plan.files)} input file(s) -> {plan.out_dir}/  stages: {stage_list}", file=sys.stderr)
     started = time.monotonic()
-    stop = threading.Event()
-    threading.Thread(target=_progress, args=(stop, started), daemon=True).start()
+    progress = _Progress()
     try:
-        manifest = run_plan(plan, _quiet_local_workers(beam_args, args.debug))
+        manifest = run_plan(plan, _quiet_local_workers(beam_args, args.debug), on_phase=progress.set)
     except ConservationError as err:
         print(f"qurate: records were lost or duplicated: {err}", file=sys.stderr)
         return EXIT_FAILED
@@ -114,7 +137,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     finally:
-        stop.set()
+        progress.stop()
     print(_summary(manifest, plan.out_dir, time.monotonic() - started))
     return 0
 

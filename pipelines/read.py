@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -96,6 +97,13 @@ class RecordParser:
 
     def __init__(self, cfg: InputConfig):
         self.cfg = cfg
+        # Finds `"id": "..."` in a line that is not valid JSON, so its dead-letter entry can name it.
+        self._id_in_line = re.compile(rf'"{re.escape(cfg.id_field)}"\s*:\s*"((?:[^"\\]|\\.){{1,200}})"'
+                                      ) if cfg.id_field else None
+
+    def _id_in_broken_line(self, text: str) -> str | None:
+        match = self._id_in_line.search(text[:10_000]) if self._id_in_line else None
+        return match.group(1) if match else None
 
     def from_json_line(self, line: bytes) -> dict[str, Any] | Invalid:
         try:
@@ -106,7 +114,8 @@ class RecordParser:
         try:
             record = json.loads(text)
         except json.JSONDecodeError as err:
-            return Invalid(f"not valid JSON: {err.msg} at column {err.colno}")
+            return Invalid(f"not valid JSON: {err.msg} (column {err.colno}); JSONL holds one JSON object per "
+                           f"line", self._id_in_broken_line(text))
         except RecursionError:
             return Invalid("not valid JSON: nested too deeply")
         # JSON can spell an unpaired UTF-16 surrogate (\ud800); such a string cannot be written as UTF-8.

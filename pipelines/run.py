@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,17 +130,24 @@ def clear_outputs(out_dir: str) -> None:
             FileSystems.delete([path])
 
 
-def run_plan(plan: RunPlan, beam_args: list[str] | None = None) -> dict[str, Any]:
-    """Runs the pipeline to the end, then writes manifest and report; returns the manifest."""
+def run_plan(plan: RunPlan, beam_args: list[str] | None = None,
+             on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Runs the pipeline to the end, then writes manifest and report; returns the manifest.
+
+    ``on_phase(name)`` is told what the run is doing now (for progress output).
+    """
     from qurate.pipelines.manifest import build_manifest, check_conservation, write_manifest
     from qurate.pipelines.report import write_report
 
+    phase = on_phase or (lambda name: None)
     options = pipeline_options(beam_args or [])
     clear_outputs(plan.out_dir)
     pipeline = make_pipeline(options)
     build_pipeline(pipeline, plan)
+    phase("running the pipeline")
     result = pipeline.run()
     result.wait_until_finish()
+    phase("writing manifest and report")
     manifest = build_manifest(plan, options)
     write_manifest(plan.out_dir, manifest)
     write_report(plan.out_dir)

@@ -226,10 +226,10 @@ def _to_cluster(item):
     if not labels:
         return
     label = labels[0]
-    for near, n in grouped["node"]:
-        yield label, ("member", vertex, near[1], n)
+    for sketch_bytes, n in grouped["node"]:
+        yield label, ("member", vertex, sketch_bytes, n)
         if label == vertex:
-            yield label, ("root", vertex, near[1], n)
+            yield label, ("root", vertex, sketch_bytes, n)
 
 
 class _ClusterFn(beam.DoFn):
@@ -392,9 +392,11 @@ class DedupStage(Stage):
         )
         stats.append(buckets[STATS])
         candidates = buckets["candidates"] | "DistinctCandidates" >> _Distinct()
+        # From here on a vertex is its sketch and copy count; band keys are done with.
+        nodes = vertices | "NodeSketch" >> beam.Map(lambda kv: (kv[0], (kv[1][0][1], kv[1][1])))
         if cfg.verify:
             # Sketches travel only with candidate pairs (two joins), not with every band record.
-            sketches = vertices | "Sketch" >> beam.Map(lambda kv: (kv[0], kv[1][0][1]))
+            sketches = nodes | "Sketch" >> beam.Map(lambda kv: (kv[0], kv[1][0]))
             scored = (
                 {"sketch": sketches, "anchor": candidates}
                 | "JoinMember" >> beam.CoGroupByKey()
@@ -420,7 +422,7 @@ class DedupStage(Stage):
         )
         stats.append(labels[STATS])
         clusters = (
-            {"node": vertices, "label": labels["labels"]}
+            {"node": nodes, "label": labels["labels"]}
             | "JoinLabels" >> beam.CoGroupByKey()
             | "ToCluster" >> beam.FlatMap(_to_cluster)
             | "ByCluster" >> beam.GroupByKey()
@@ -445,7 +447,8 @@ class DedupStage(Stage):
             "threshold (Jaccard)": cfg.threshold,
             "LSH bands x rows (of num_perm)": f"{self.bands} x {self.rows} (of {cfg.num_perm})",
             "shingles": f"word {cfg.word_ngram}-grams; char {cfg.char_ngram}-grams for {', '.join(cfg.char_langs)}",
-            "candidate verification": f"signature Jaccard >= {cfg.edge_threshold()}" if cfg.verify else "off",
+            "candidate verification": (f"8-bit sketch Jaccard >= {cfg.edge_threshold()} against the bucket's "
+                                       f"{cfg.verify_anchors} smallest vertices") if cfg.verify else "off",
             "connected-components rounds": cfg.max_rounds,
             "graph vertices": int(cc.get("vertices", 0)),
             "unconverged vertices": int(cc.get("unconverged", 0)),
@@ -462,6 +465,7 @@ class DedupStage(Stage):
         theory = [round(float(s_curve(c, self.bands, self.rows)), 4) for c in centres]
         detect = {k[1]: v for k, v in stats.items() if k[0] == "detect"}
         cands = {k[1]: v for k, v in stats.items() if k[0] == "candidates"}
+        buckets = {k[1]: v for k, v in stats.items() if k[0] == "buckets"}
         measured = [round(detect[f"{g:.2f}"]["direct"] / detect[f"{g:.2f}"]["pairs"], 4)
                     if f"{g:.2f}" in detect else None for g in grid]
         charts = [{
@@ -485,6 +489,8 @@ class DedupStage(Stage):
              "columns": ["jaccard bin", "pairs", "share a band", "measured rate", "theoretical rate"],
              "rows": [[f"{g:.2f}", int(detect[f"{g:.2f}"]["pairs"]), int(detect[f"{g:.2f}"]["direct"]),
                        measured[i], theory[i]] for i, g in enumerate(grid) if f"{g:.2f}" in detect]},
+            {"title": "LSH buckets with two or more vertices", "columns": ["vertices per bucket", "buckets"],
+             "rows": [[b, int(buckets[b]["buckets"])] for b in SIZE_BINS if b in buckets]},
             {"title": "LSH candidate pairs (bucket member vs the bucket's smallest vertices) by estimated Jaccard",
              "columns": ["jaccard bin", "pairs", "kept as edges"],
              "rows": [[k, int(v["pairs"]), int(v["edges"])] for k, v in sorted(cands.items())]},

@@ -21,6 +21,7 @@ class HeuristicsStage(DecideStage):
             except FilterNotFound as err:
                 raise RecipeError(f"bad value for 'heuristics.custom.{i}.filter': {err}") from None
         super().__init__(HeuristicsDecider(cfg), batch_size=64)
+        self.cfg = cfg
 
     def report_section(self, stats: dict[tuple[str, ...], dict[str, float]]) -> dict[str, Any] | None:
         langs = {k[1]: v for k, v in stats.items() if k[0] == "lang"}
@@ -52,6 +53,10 @@ class HeuristicsStage(DecideStage):
                 {"title": "Rejections by language and rule (top 40)", "columns": ["lang", "rule", "docs"],
                  "rows": lang_rule[:40]},
             ],
+            "notes": ["Rule families by source (first matching glob wins): " + "; ".join(
+                f"{glob} -> {', '.join(fams) or 'none'}" for glob, fams in self.cfg.source_rules.items()),
+                "Languages with their own thresholds: " + (", ".join(sorted(self.cfg.lang_overrides)) or "none")
+                + ". Custom filters: " + (", ".join(c.name for c in self.cfg.custom) or "none") + "."],
         }
 
 

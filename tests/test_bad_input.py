@@ -121,7 +121,7 @@ def test_every_bad_record_is_dead_lettered_and_nothing_is_lost(bad_input, tmp_pa
         assert row["stage"] == "read" and row["file"] and row["position"] is not None
         assert len(row["error"]) > len(_rule(row["error"])) + 5, row["error"]  # rule plus a detail
     # Where a bad record has a usable id, the entry carries it (users grep their source for it).
-    assert {"no-text", "number", "null-text", "blank", "huge", "surrogate", "pq-empty", "pq-null"} <= {
+    assert {"broken", "no-text", "number", "null-text", "blank", "huge", "surrogate", "pq-empty", "pq-null"} <= {
         r["id"] for r in dead}
     by_rule = {_rule(r["error"]): r for r in dead}
     assert "set input.text_field" in by_rule["missing text field"]["error"]

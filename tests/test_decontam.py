@@ -180,7 +180,7 @@ def test_user_parquet_with_a_field_mapping(tmp_path):
 
 
 def test_hf_loader_reads_a_local_dataset(tmp_path, monkeypatch):
-    pytest.importorskip("datasets")
+    import datasets  # noqa: F401  (a test extra: a missing install must fail here, not skip)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
     item = _items("truthfulqa", 3)[2]
@@ -190,6 +190,37 @@ def test_hf_loader_reads_a_local_dataset(tmp_path, monkeypatch):
                                              "split": "train", "benchmark": "tqa", "text_fields": ["q", "a"]}])
     verdict = _decide(DecontamDecider(cfg, "qwen2.5"), f"{FILLER}\n{item.text}")
     assert isinstance(verdict, Reject) and verdict.reason.startswith("contaminated: tqa/0 lcs=")
+
+
+def test_index_is_cached_on_disk_and_reloaded(tmp_path, monkeypatch):
+    import numpy as np
+    from qurate.decontam import index as index_module
+    from qurate.pipelines.tokenizer import load_tokenizer
+
+    monkeypatch.setattr(index_module, "_INDEXES", {})
+    (tmp_path / "index-0123.npz").write_bytes(b"an index of an older normalization version")
+    cfg = DecontamConfig(benchmarks=["humaneval"], cache_dir=str(tmp_path))
+    built = index_module.get_index(cfg, load_tokenizer("qwen2.5"))
+    files = [p.name for p in tmp_path.glob("index-*.npz")]
+    assert len(files) == 1 and files[0].startswith(f"index-v{index_module.NORMALIZATION_VERSION}-")
+    monkeypatch.setattr(index_module, "_INDEXES", {})  # a fresh process: loads the file instead of building
+    loaded = index_module.get_index(cfg, load_tokenizer("qwen2.5"))
+    assert loaded is not built and loaded.item_ids == built.item_ids and loaded.benchmarks == ["humaneval"]
+    for name in ("keys", "key_item", "tokens", "offsets", "filter"):
+        assert np.array_equal(getattr(loaded, name), getattr(built, name)), name
+
+
+def test_bundled_benchmarks_match_their_provenance():
+    """Every bundled file loads, and its item count is the one PROVENANCE.md states for it."""
+    table = (REPO / "decontam" / "data" / "PROVENANCE.md").read_text(encoding="utf-8")
+    stated = {cells[1]: int(cells[2]) for line in table.splitlines() if line.startswith("| ")
+              for cells in [[c.strip() for c in line.split("|")]] if cells[2].isdigit()}
+    counted = {}
+    for name in bundled_names():
+        ids = [it.id for it in bundled_items(name)]
+        assert len(ids) == len(set(ids)) and all(it.text.strip() for it in bundled_items(name)), name
+        counted[name] = len(ids)
+    assert counted == stated and len(counted) == 11
 
 
 def test_config_errors_name_the_key():

@@ -132,3 +132,14 @@ def test_a_doc_that_breaks_signing_goes_to_dead_letter():
     dead = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == "dead_letter"]
     assert [d["id"] for d in dead] == ["bad"] and dead[0]["stage"] == "dedup"
     assert [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)][0][1] == good
+
+
+def test_exact_only_and_near_only(tmp_path):
+    words = " ".join(f"word{i}" for i in range(300))
+    docs = [{"id": "orig", "text": words}, {"id": "copy", "text": words + "\n"},
+            {"id": "near", "text": words.replace("word7 ", "other ")}, {"id": "other", "text": "unrelated text"}]
+    kept, rejected, _ = _run_stage(docs, {"near": False}, tmp_path / "exact")
+    assert {d["id"] for d in rejected} == {"orig"}  # the longer copy survives; the near copy stays
+    kept, rejected, _ = _run_stage(docs, {"exact": False}, tmp_path / "near")
+    assert {d["id"] for d in kept} == {"copy", "other"}
+    assert all(r["reason"].startswith("near_duplicate: jaccard~") for r in rejected)

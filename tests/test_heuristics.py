@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE_CORPUS, read_rows, run_cli
+from conftest import SAMPLE_CORPUS, read_rows, rows_digest, run_cli, runner_args_for
 from qurate.filters.heuristics import FAMILIES, HeuristicsConfig, HeuristicsDecider, build_filter
 from qurate.filters.langid import LangIdConfig, LanguageIdentifier
 from qurate.filters.words import TOKENIZER
@@ -138,11 +138,17 @@ def test_recipe_errors_name_the_key():
         parse_recipe({"heuristics": {"source_rules": {"*": ["gopher", "c4"]}}})
 
 
-def test_langid_then_heuristics_from_the_command_line(corpus_slice, tmp_out):
+@pytest.fixture(scope="module")
+def inprocess_run(corpus_slice, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("q3") / "out")
+    assert run_cli(["run", "--input", str(corpus_slice), "--output", out, "--stages", "langid,heuristics"]) == 0
+    return out
+
+
+def test_langid_then_heuristics_from_the_command_line(corpus_slice, inprocess_run):
     """Acceptance 1 on a slice of the bundled sample: lang/lang_score on every kept doc, a "rule: value"
     reason on every rejected one, a language-ID section and per-rule rejection tables in the report."""
-    assert run_cli(["run", "--input", str(corpus_slice), "--output", tmp_out,
-                    "--stages", "langid,heuristics"]) == 0
+    tmp_out = inprocess_run
     kept = read_rows(tmp_out, "docs")
     rejected = read_rows(tmp_out, "rejected")
     n_in = sum(1 for line in corpus_slice.read_text().splitlines() if line.strip())
@@ -160,3 +166,12 @@ def test_langid_then_heuristics_from_the_command_line(corpus_slice, tmp_out):
     assert sum(r[1] for r in rule_rows) == sum(1 for r in rejected if r["stage"] == "heuristics")
     assert {r["rule"] for r in report["rejections"] if r["stage"] == "heuristics"} == {r[0] for r in rule_rows}
     assert "Language ID" in (Path(tmp_out) / "report.html").read_text()
+
+
+def test_same_docs_and_reasons_with_two_worker_processes(corpus_slice, inprocess_run, tmp_out):
+    """Models are loaded in each worker's setup() (never pickled): two worker processes give the same kept
+    docs and the same rejections, reasons included, as one in-process run."""
+    assert run_cli(["run", "--input", str(corpus_slice), "--output", tmp_out, "--stages", "langid,heuristics",
+                    *runner_args_for("multiprocess")]) == 0
+    for subdir in ("docs", "rejected"):
+        assert rows_digest(read_rows(tmp_out, subdir)) == rows_digest(read_rows(inprocess_run, subdir)), subdir

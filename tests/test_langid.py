@@ -156,3 +156,7 @@ def test_recipe_errors_name_the_key():
     with pytest.raises(RecipeError, match="langid.chunk_size"):
         parse_recipe({"langid": {"chunk_size": 10}})
     assert parse_recipe({"langid": {"allow": ["no", "zh-TW"]}}).langid.allow == ["nb", "zh"]
+    from qurate.pipelines.stage_langid import build
+
+    with pytest.raises(RecipeError, match="langid.model_path"):
+        build(parse_recipe({"langid": {"model_path": "/nonexistent/lid.218.bin"}}))

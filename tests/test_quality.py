@@ -126,7 +126,7 @@ def test_train_quality_cli_then_quality_stage_filters_a_corpus(tiny_model_dir, t
     meta = QualityModel.load(model_path).meta
     assert meta["train_docs"] + meta["heldout_docs"] == 160 and meta["judge"].startswith("transformers:")
     assert set(meta["agreement"]["spearman"]) == {d.name for d in QualityConfig().dimensions}
-    assert len(labels.read_text().splitlines()) == 160
+    assert len(labels.read_text(encoding="utf-8").strip().split("\n")) == 160
 
     with gzip.open(SAMPLE_CORPUS, "rt", encoding="utf-8") as handle:
         records = [json.loads(line) for _, line in zip(range(300), handle)]
@@ -155,6 +155,27 @@ def test_train_quality_cli_then_quality_stage_filters_a_corpus(tiny_model_dir, t
     assert {e["title"].split(" · ")[0] for e in section["examples"]} == {"kept", "rejected"}
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Stage: quality" in html and "Held-out agreement with the judge" in html
+
+
+def test_quality_stage_with_the_judge_backend_annotates_like_the_judge(tiny_model_dir, tmp_path):
+    """backend: judge runs the LLM itself inside Beam (RunInference); scores equal the judge's own."""
+    from qurate.classifiers.judge import TransformersJudge
+
+    with gzip.open(SAMPLE_CORPUS, "rt", encoding="utf-8") as handle:
+        records = [json.loads(line) for _, line in zip(range(30), handle)]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"quality:\n  backend: judge\n  threshold: 2.5\n  judge:\n    model: {tiny_model_dir}\n"
+                      "    max_doc_tokens: 64\n    batch_size: 4\n    dtype: float32\n", encoding="utf-8")
+    out = str(tmp_path / "out")
+    assert run_cli(["run", str(recipe), "--input", str(corpus), "--output", out, "--stages", "quality"]) == 0
+    rows = {r["id"]: r for r in read_rows(out, "docs") + read_rows(out, "rejected")}
+    assert len(rows) == len(records)
+    direct = TransformersJudge(judge_cfg(tiny_model_dir)).score_texts([r["text"] for r in records])
+    for rec, want in zip(records, direct):
+        got = json.loads(rows[rec["id"]]["quality"])
+        assert [got[k] for k in want] == pytest.approx(list(want.values()), abs=1e-3)
+        assert (rows[rec["id"]].get("stage") == "quality") == (np.mean(list(want.values())) < 2.5)
 
 
 def test_classifier_with_other_dimensions_is_a_clear_error(tmp_path):
