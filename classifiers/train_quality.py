@@ -109,6 +109,12 @@ def run_training(cfg: QualityConfig, paths: list[str], out: str, *, text_field: 
         opener = gzip.open if labels_in.endswith(".gz") else open
         with opener(labels_in, "rt", encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle if line.strip()]
+        if rows and any("text" not in r for r in rows):  # labels saved without text: look it up in the input
+            texts = {d["id"]: d["text"] for d in read_sample(paths, text_field, id_field, 10**12, seed)}
+            missing = [r["id"] for r in rows if "text" not in r and r["id"] not in texts]
+            if missing:
+                raise ValueError(f"{len(missing)} labelled ids are not in the input (first: {missing[0]})")
+            rows = [{**r, "text": r.get("text", texts.get(r["id"]))} for r in rows]
         docs = [{"id": r["id"], "text": r["text"]} for r in rows]
         scores = [r["scores"] for r in rows]
         judge_name = rows[0].get("judge", "?") if rows else "?"

@@ -173,7 +173,7 @@ def cmd_train_quality(args: argparse.Namespace) -> int:
 
     try:
         recipe = load_recipe(args.recipe, {"input.paths": args.input} if args.input else None)
-        paths = [] if args.labels_in else match_input_files(recipe.input.paths)
+        paths = match_input_files(recipe.input.paths)  # with --labels-in: where texts missing from it are
         run_training(recipe.quality, paths, args.out, text_field=recipe.input.text_field,
                      id_field=recipe.input.id_field, sample=args.sample, heldout=args.heldout, seed=recipe.seed,
                      labels_in=args.labels_in, labels_out=args.labels_out)

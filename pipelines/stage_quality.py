@@ -20,13 +20,13 @@ from qurate.pipelines.write import stable_hash
 
 NAME = "quality"
 SCORED = "scored"
-BIN = 0.5  # histogram bin width on the 0-5 scale
+BIN = 0.25  # histogram bin width on the 0-5 scale (20 bins)
 EXAMPLE_CHARS = 300
 
 
 def _bin(score: float) -> str:
     i = min(int(score / BIN), int(5 / BIN) - 1)
-    return f"{i * BIN:.1f}"
+    return f"{i * BIN:.2f}"
 
 
 class _DecideFn(beam.DoFn):
@@ -102,7 +102,7 @@ class QualityStage(Stage):
             "keep rule": f"weighted mean >= {cfg.threshold}"
             + (f", soft band {cfg.soft_band}" if cfg.soft_band else ""),
         }
-        bins = [f"{i * BIN:.1f}" for i in range(int(5 / BIN))]
+        bins = [f"{i * BIN:.2f}" for i in range(int(5 / BIN))]
         charts, rows = [], []
         for name in [d.name for d in cfg.dimensions] + ["aggregate"]:
             kept = [stats.get(("hist", name, b), {}).get("kept", 0) for b in bins]
@@ -137,7 +137,7 @@ def _agreement_tables(cfg: QualityConfig) -> tuple[list[dict[str, Any]], str]:
     if not agree:
         return [], note
     rows = [[d, rho, agree["mae"].get(d)] for d, rho in agree["spearman"].items()]
-    rows.append(["aggregate", agree["spearman_aggregate"], None])
+    rows.append(["aggregate", agree["spearman_aggregate"], ""])
     keep = agree["keep"]
     return [
         {"title": "Held-out agreement with the judge", "columns": ["dimension", "spearman", "mae"], "rows": rows},

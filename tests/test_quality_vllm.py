@@ -27,7 +27,7 @@ pytest.importorskip("torch")
 
 VLLM_VENV = Path(os.environ.get("QURATE_VLLM_VENV", REPO / ".venv-vllm"))
 START_TIMEOUT_S = 600
-TOLERANCE = 2e-3  # float32 on both sides; vLLM's CPU kernels sum in a different order
+TOLERANCE = 1e-4  # float32 on both sides (measured: < 1e-5); vLLM's CPU kernels sum in another order
 
 
 def _vllm_python() -> Path:
