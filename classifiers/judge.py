@@ -15,6 +15,7 @@ the same token ids built by ``rubric.PromptBuilder``. Heavy imports (torch, tran
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import math
@@ -79,7 +80,7 @@ class Progress:
             print(f"  {self.label}: {self.done}{of} docs ({rate:.2f} docs/s)", file=sys.stderr, flush=True)
 
 
-class Judge:
+class Judge(abc.ABC):
     """Scores documents on the rubric's dimensions; subclasses implement ``score_prompts``."""
 
     engine = "base"
@@ -91,8 +92,9 @@ class Judge:
                                      quality.judge.max_doc_tokens, quality.judge.system_prompt)
         self.score_ids = self.builder.score_ids
 
+    @abc.abstractmethod
     def score_prompts(self, prompts: Sequence[JudgePrompt]) -> list[list[float]]:
-        raise NotImplementedError
+        """Per prompt, the expected score of each dimension (the engine's own batch)."""
 
     def score_texts(self, texts: Sequence[str], progress: Progress | None = None) -> list[dict[str, float]]:
         """Per-document ``{dimension: score}``, in input order."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,7 +15,7 @@ def _in_global_window(value: Any) -> WindowedValue:
     return WindowedValue(value, 0, [GlobalWindow()])
 
 
-class BatchingDoFn(beam.DoFn):
+class BatchingDoFn(beam.DoFn, metaclass=abc.ABCMeta):
     """Collects up to ``batch_size`` elements of a bundle and calls ``handle_batch`` on them.
 
     ``handle_batch`` yields outputs (main values or ``TaggedOutput``) exactly as ``process`` would. Documents
@@ -25,8 +26,9 @@ class BatchingDoFn(beam.DoFn):
         self._batch_size = batch_size
         self._batch: list[Any] = []
 
+    @abc.abstractmethod
     def handle_batch(self, items: list[Any]) -> Iterable[Any]:
-        raise NotImplementedError(f"{type(self).__name__} must implement handle_batch()")
+        """Outputs for a list of elements, as ``process`` would yield them."""
 
     def start_bundle(self) -> None:
         self._batch = []

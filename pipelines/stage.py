@@ -13,6 +13,7 @@ and wrap it in ``DecideStage``. Stages that need a global view (dedup, rebalanci
 
 from __future__ import annotations
 
+import abc
 import logging
 import traceback
 from typing import Any, ClassVar
@@ -46,7 +47,7 @@ class Keep:
         self.stats = stats
 
 
-class DocDecider:
+class DocDecider(abc.ABC):
     """Per-document logic of a stage: ``setup`` loads models (after unpickling), ``decide`` returns a verdict.
 
     ``decide`` returns ``Keep(doc)`` (annotated copy of the doc) or ``Reject(reason)``. An exception sends the doc
@@ -55,11 +56,12 @@ class DocDecider:
 
     stage_name: ClassVar[str] = "stage"
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook; most deciders need no loading
         """Load models and build tables; runs once per worker process, never on the launcher."""
 
+    @abc.abstractmethod
     def decide(self, doc: dict[str, Any]) -> Keep | Reject:
-        raise NotImplementedError(f"{type(self).__name__} must implement decide()")
+        """The verdict on one doc."""
 
     def decide_batch(self, docs: list[dict[str, Any]]) -> list[Keep | Reject | BaseException]:
         out: list[Keep | Reject | BaseException] = []
