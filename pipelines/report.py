@@ -20,15 +20,12 @@ from qurate.pipelines.manifest import read_manifest
 from qurate.pipelines.stats import Stats, read_stats, select
 
 LOG = logging.getLogger(__name__)
-EXAMPLES_FILE = "_stats/examples.jsonl"
 
 
-def _read_examples(out_dir: str) -> list[dict[str, Any]]:
-    path = FileSystems.join(out_dir, EXAMPLES_FILE)
-    if not FileSystems.exists(path):
-        return []
-    with FileSystems.open(path) as handle:
-        return [json.loads(line) for line in handle.read().decode("utf-8").split("\n") if line]
+def _rejected_examples(stats: Stats) -> list[dict[str, Any]]:
+    """The few rejected docs per (stage, rule) that the run picked (``PickExamples`` in run.py)."""
+    return [{"stage": stage, "rule": rule, "id": doc_id, "reason": reason, "text": text}
+            for (_, _, stage, rule, doc_id, reason, text) in sorted(select(stats, "example"))]
 
 
 def _stage_sections(manifest: dict[str, Any], stats: Stats) -> dict[str, Any]:
@@ -97,7 +94,7 @@ def build_report(out_dir: str) -> dict[str, Any]:
         "rejections": rejections,
         "rejected_languages": rejected_langs,
         "stages": _stage_sections(manifest, stats),
-        "examples": _read_examples(out_dir),
+        "examples": _rejected_examples(stats),
     }
 
 

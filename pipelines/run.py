@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,14 +20,13 @@ from qurate.pipelines.read import ReadDocs, match_input_files
 from qurate.pipelines.recipe import Recipe
 from qurate.pipelines.runners import make_pipeline, pipeline_options
 from qurate.pipelines.sinks import WriteDeadLetter, WriteDocs, WriteMixture, WriteRejected, rejection_stats
-from qurate.pipelines.stage import DEAD_LETTER, KEPT, REJECTED, STATS, Stage
+from qurate.pipelines.stage import DEAD_LETTER, KEPT, REJECTED, STATS, PickExamples, Stage
 from qurate.pipelines.stats import WriteStats
 from qurate.pipelines.write import stable_hash
 
 LOG = logging.getLogger(__name__)
 OUTPUT_DIRS = ("mixture", "docs", "rejected", "dead_letter", "_stats")
 OUTPUT_FILES = ("manifest.json", "report.json", "report.html")  # removed first: a failed run leaves none
-EXAMPLES_FILE = "_stats/examples.jsonl"
 EXAMPLE_CHARS = 400
 
 
@@ -64,20 +62,14 @@ def _prefixed(stage: str):
 
 
 def _example(seed: int, chars: int):
+    """A rejected doc as a report example candidate, grouped by (stage, rule), ranked by its keyed hash."""
     def example(doc):
-        key = (doc["stage"], doc["reason"].split(":", 1)[0].strip()[:120])
+        stage, rule = doc["stage"], doc["reason"].split(":", 1)[0].strip()[:120]
         text = doc.get("text") or ""
         snippet = text[:chars] + ("…" if len(text) > chars else "")
-        return key, (stable_hash(doc["id"], seed), doc["id"], doc["reason"], snippet)
+        fields = (stage, rule, str(doc["id"]), doc["reason"], snippet)
+        return f"{stage}: {rule}", (stable_hash(doc["id"], seed), fields)
     return example
-
-
-def _write_examples(item, path: str):
-    _, entries = item
-    lines = sorted(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in entries)
-    with FileSystems.create(path) as handle:
-        handle.write("".join(lines).encode("utf-8"))
-    yield path
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
@@ -106,20 +98,13 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     stats.append(all_rejected | "write/RejectionStats" >> beam.FlatMap(rejection_stats))
     stats.append(dead | "write/AllDeadLetter" >> beam.Flatten()
                  | "write/DeadLetter" >> WriteDeadLetter(out, recipe.output.shard_chars))
-    _ = stats | "write/AllStats" >> beam.Flatten() | "write/Stats" >> WriteStats(out)
     if recipe.output.report_examples:
-        _ = (
+        stats.append(
             all_rejected
             | "write/Example" >> beam.Map(_example(recipe.seed, EXAMPLE_CHARS))
-            | "write/PickExamples" >> beam.combiners.Top.PerKey(recipe.output.report_examples,
-                                                                  key=lambda e: -e[0])
-            | "write/ExampleRows" >> beam.FlatMap(
-                lambda kv: [{"stage": kv[0][0], "rule": kv[0][1], "id": e[1], "reason": e[2], "text": e[3]}
-                            for e in kv[1]])
-            | "write/OneKey" >> beam.Map(lambda e: (None, e))
-            | "write/GatherExamples" >> beam.GroupByKey()
-            | "write/Examples" >> beam.FlatMap(_write_examples, FileSystems.join(out, EXAMPLES_FILE))
+            | "write/PickExamples" >> PickExamples(recipe.output.report_examples)
         )
+    _ = stats | "write/AllStats" >> beam.Flatten() | "write/Stats" >> WriteStats(out)
 
 
 def clear_outputs(out_dir: str) -> None:

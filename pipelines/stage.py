@@ -144,3 +144,26 @@ class DecideStage(Stage):
         )
         return {KEPT: outputs[KEPT], REJECTED: outputs[REJECTED], DEAD_LETTER: outputs[DEAD_LETTER],
                 STATS: outputs[STATS]}
+
+
+def _example_stats(item):
+    group, top = item
+    for i, (_, fields) in enumerate(top):
+        yield ("example", group, f"{i:03d}", *fields), {"docs": 1}
+
+
+class PickExamples(beam.PTransform):
+    """``(group, (rank, fields))`` -> the ``n`` smallest-rank entries per group, as report stats keyed
+    ``("example", group, "000", *fields)``. With rank = ``stable_hash(doc id, seed)`` the same examples come out on
+    every runner; ``fields`` must be strings (they become part of the stats key)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def expand(self, ranked):
+        return (
+            ranked
+            | "Smallest" >> beam.combiners.Top.SmallestPerKey(self.n)
+            | "AsStats" >> beam.FlatMap(_example_stats)
+        )

@@ -17,7 +17,7 @@ import apache_beam as beam
 from qurate.decontam.config import DecontamConfig
 from qurate.decontam.decider import EXAMPLE_KEY, DecontamDecider
 from qurate.pipelines.recipe import Recipe
-from qurate.pipelines.stage import STATS, DecideStage
+from qurate.pipelines.stage import STATS, DecideStage, PickExamples
 
 RULE_NOTE = ("Qwen2.5 rule: a document is contaminated by a benchmark item when, in a window of the document "
              "around the item's shared {n}-grams (widened by the part of the item not covered, at most about "
@@ -36,12 +36,7 @@ def _not_example(kv) -> bool:
 
 def _ranked(kv):
     key, value = kv
-    return value["rank"], key[1:]
-
-
-def _example_rows(top):
-    for i, (_, fields) in enumerate(top):
-        yield ("example", f"{i:03d}", *fields), {"docs": 1}
+    return "contaminated", (value["rank"], key[1:])
 
 
 class DecontamStage(DecideStage):
@@ -64,8 +59,7 @@ class DecontamStage(DecideStage):
             stats
             | "Examples" >> beam.Filter(_is_example)
             | "Rank" >> beam.Map(_ranked)
-            | "PickExamples" >> beam.combiners.Top.Smallest(self.examples)
-            | "ExampleRows" >> beam.FlatMap(_example_rows)
+            | "PickExamples" >> PickExamples(self.examples)
         )
         out[STATS] = (plain, examples) | "AllStats" >> beam.Flatten()
         return out
@@ -103,8 +97,8 @@ class DecontamStage(DecideStage):
             section["charts"] = [{"title": "Contaminated documents per benchmark", "kind": "bar",
                                   "x": [r[0] for r in rows], "series": {"docs": [r[1] for r in rows]}}]
         examples = sorted(k for k in stats if k[0] == "example")
-        section["examples"] = [{"title": f"{k[2]}: {k[3]}", "text": f"document (normalized): {k[4]}\n\n"
-                                f"benchmark item (normalized): {k[5]}"} for k in examples]
+        section["examples"] = [{"title": f"{k[3]}: {k[4]}", "text": f"document (normalized): {k[5]}\n\n"
+                                f"benchmark item (normalized): {k[6]}"} for k in examples]
         return section
 
 

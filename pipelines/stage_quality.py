@@ -15,7 +15,7 @@ from qurate.classifiers.quality import QualityModelHandler, keep_decision
 from qurate.classifiers.quality_config import QualityConfig
 from qurate.pipelines.doc import dead_letter, rejected
 from qurate.pipelines.recipe import Recipe
-from qurate.pipelines.stage import DEAD_LETTER, KEPT, REJECTED, STATS, Stage
+from qurate.pipelines.stage import DEAD_LETTER, KEPT, REJECTED, STATS, PickExamples, Stage
 from qurate.pipelines.write import stable_hash
 
 NAME = "quality"
@@ -50,8 +50,8 @@ class _DecideFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(STATS, (("hist", "aggregate", _bin(agg)), {verdict: 1}))
         text = out.get("text") or ""
         snippet = text[:EXAMPLE_CHARS] + ("…" if len(text) > EXAMPLE_CHARS else "")
-        yield beam.pvalue.TaggedOutput(SCORED, (verdict, (stable_hash(doc["id"], self.seed), doc["id"],
-                                                          out["quality_score"], json.dumps(scores), snippet)))
+        fields = (doc["id"], f"{out['quality_score']:.3f}", json.dumps(scores), snippet)
+        yield beam.pvalue.TaggedOutput(SCORED, (verdict, (stable_hash(doc["id"], self.seed), fields)))
         if reason is None:
             yield out
         else:
@@ -62,12 +62,6 @@ def _failed_batch(item) -> list[dict[str, Any]]:
     batch, err = item
     return [dead_letter(NAME, f"{type(err).__name__}: {err}", doc_id=doc.get("id"), raw=doc.get("text"))
             for doc in batch]
-
-
-def _example_stats(item):
-    verdict, examples = item
-    for rank, (_, doc_id, agg, scores, snippet) in enumerate(sorted(examples)):
-        yield ("example", verdict, str(rank), doc_id, f"{agg:.3f}", scores, snippet), {"docs": 1}
 
 
 class QualityStage(Stage):
@@ -83,11 +77,7 @@ class QualityStage(Stage):
             REJECTED, DEAD_LETTER, STATS, SCORED, main=KEPT)
         failed = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)
         dead = (out[DEAD_LETTER], failed) | "AllDead" >> beam.Flatten()
-        examples = (
-            out[SCORED]
-            | "PickExamples" >> beam.combiners.Top.PerKey(max(self.examples, 1), key=lambda e: -e[0])
-            | "ExampleStats" >> beam.FlatMap(_example_stats)
-        )
+        examples = out[SCORED] | "PickExamples" >> PickExamples(max(self.examples, 1))
         stats = (out[STATS], examples) | "AllStats" >> beam.Flatten()
         return {KEPT: out[KEPT], REJECTED: out[REJECTED], DEAD_LETTER: dead, STATS: stats}
 

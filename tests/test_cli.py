@@ -165,8 +165,9 @@ def test_report_rebuilds_and_escapes_document_text(sample_run, tmp_path, capsys)
     # Plant a rejected doc whose text is markup: the report must show it as text, never run it.
     planted = {"stage": "heuristics", "rule": "planted", "id": "<b>id</b>",
                "reason": "planted: <img src=x onerror=alert(1)>", "text": "<script>alert('qurate')</script> & co"}
-    with (out / "_stats" / "examples.jsonl").open("a") as handle:
-        handle.write(json.dumps(planted) + "\n")
+    key = ["example", "heuristics: planted", "000", *planted.values()]  # as PickExamples writes it
+    with (out / "_stats" / "stats.jsonl").open("a") as handle:
+        handle.write(json.dumps([key, {"docs": 1}]) + "\n")
     assert run_cli(["report", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert planted in report["examples"]
