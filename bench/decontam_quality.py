@@ -128,8 +128,8 @@ def make_plants(items_by_bench: dict, corpus: list[dict], per_bench: int, seed: 
 
 def run_qurate(docs: list[dict]):
     from qurate.decontam.config import DecontamConfig
-    from qurate.decontam.decider import DecontamDecider
-    from qurate.pipelines.stage import Reject
+    from qurate.decontam.stage import DecontamDecider
+    from qurate.verdicts import Reject
 
     decider = DecontamDecider(DecontamConfig(cache_dir=""), "qwen2.5")  # no disk cache: time a cold build
     started = time.perf_counter()

@@ -1,16 +1,19 @@
-"""Near-duplicate detection quality of the ``dedup`` stage on controlled near-duplicates of real documents.
+"""Near-duplicate detection quality of the ``dedup`` stage on real near-duplicate families with hard negatives.
 
-    .venv/bin/python bench/dedup_quality.py [--bases 400] [--corpus PATH] [--skip-natural]
+    .venv/bin/python -P bench/dedup_quality.py [--dedup '{"threshold": 0.7}'] [--sweep] [--no-peer]
 
-Base documents come from ../shared/data/corpus_sample.jsonl (the bundled sample when absent). Bases with a
-natural near-duplicate among themselves are dropped, then each base gets variants at known edit rates (word
-substitutions, word deletions, inserted boilerplate lines, reordered paragraphs, case/whitespace changes). The
-true Jaccard of every pair is computed exactly on the stage's own shingles (word 5-grams / char 5-grams). The
-real stage runs on Beam's DirectRunner; a pair is detected when both docs end in the same cluster.
+The set is bench/data/dedup_eval.jsonl.gz (built by bench/make_dedup_eval.py; provenance and licences in
+bench/data/dedup_eval.md): licence files of installed Python packages (one family per licence template: the same
+text with different copyright lines and wording variants; BSD-2 vs BSD-3 are different families), successive
+revisions of CPython's pydoc topics (3.8-3.13 and Debian's 3.11.2), and hard negatives: man-page translations and
+same-site pages (shared menus and footers), each its own family.
 
-Prints: detection rate per true-Jaccard bin next to the theoretical S-curve of the chosen (bands, rows) (and the
-rate of pairs that LSH made candidates directly), precision / recall / F1 over pairs at the default threshold,
-and the natural duplicates the stage finds in the whole shared corpus.
+The real stage runs on Beam's DirectRunner. Pairwise metrics: a predicted pair is two docs in the same output
+cluster; a gold pair is two docs of the same family. Printed: precision / recall / F1 overall and per family
+kind, the false merges by kind, the LSH S-curve (theory) next to the measured candidate rate by true shingle
+Jaccard (all pairs with Jaccard >= 0.1), the S-curve the stage's own report draws from the run's stats, and the
+same metrics for datasketch (MinHash over word 5-grams, MinHashLSH threshold 0.7, clusters = connected
+components of the LSH candidates). ``--sweep`` runs the stage over a grid of thresholds and shingle sizes.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import argparse
 import gzip
 import itertools
 import json
-import random
 import sys
 import tempfile
 import time
@@ -28,271 +30,195 @@ from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
+from qurate.dedup import stage
 from qurate.dedup.components import components_reference
-from qurate.dedup.minhash import Signer, s_curve, share_band
-from qurate.pipelines.recipe import SAMPLE_CORPUS, parse_recipe
+from qurate.dedup.config import DedupConfig
+from qurate.dedup.lsh import s_curve, share_band
+from qurate.dedup.signatures import Signer
+from qurate.pipelines.dedup_graph import build
 from qurate.pipelines.runners import make_pipeline, pipeline_options
-from qurate.pipelines.stage_dedup import build
-from qurate.pipelines.write import stable_hash
+from qurate.spec import StageContext
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus_sample.jsonl"
-BOILERPLATE = [
-    "We use cookies to improve your experience. By continuing to browse you agree to our use of cookies.",
-    "Subscribe to our newsletter and never miss an update!",
-    "Copyright (c) 2024 All rights reserved. Terms of use | Privacy policy | Contact us",
-    "Share this article: Facebook Twitter LinkedIn Email Print",
-    "Skip to main content. Menu. Search. Login. Register.",
-    "Related posts you might also like",
-]
+DATA = Path(__file__).resolve().parent / "data" / "dedup_eval.jsonl.gz"
+KINDS = ("licence", "revision", "translation", "same-site")
 
 
-def load_corpus(path: Path | None) -> list[dict]:
-    path = path or (SHARED if SHARED.exists() else SAMPLE_CORPUS)
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        docs = [json.loads(line) for line in handle if line.strip()]
-    print(f"corpus: {path} ({len(docs):,} docs)")
-    return [{"id": d["id"], "text": d["text"], "source": d.get("source", "")} for d in docs]
+def load() -> list[dict]:
+    with gzip.open(DATA, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
 
 
-# ----------------------------------------------------------------------------------------------- variants
+# ------------------------------------------------------------------------------------------------ stage
 
-def substitute(text: str, rate: float, rng: random.Random, vocab: list[str]) -> str:
-    words = text.split(" ")
-    return " ".join(rng.choice(vocab) if rng.random() < rate else w for w in words)
-
-
-def delete(text: str, rate: float, rng: random.Random) -> str:
-    return " ".join(w for w in text.split(" ") if rng.random() >= rate)
-
-
-def boilerplate(text: str, lines: int, rng: random.Random) -> str:
-    out = text.split("\n")
-    for _ in range(lines):
-        out.insert(rng.randrange(len(out) + 1), rng.choice(BOILERPLATE))
-    return "\n".join(out)
-
-
-def reorder(text: str, swaps: int, rng: random.Random) -> str:
-    paras = text.split("\n")
-    for _ in range(swaps):
-        i, j = rng.randrange(len(paras)), rng.randrange(len(paras))
-        paras[i], paras[j] = paras[j], paras[i]
-    return "\n".join(paras)
-
-
-def case_space(text: str, rng: random.Random) -> str:
-    words = text.split(" ")
-    return "  ".join(w.upper() if rng.random() < 0.2 else w for w in words).replace("\n", " \n\n ")
-
-
-def make_variants(base: dict, rng: random.Random, vocab: list[str]) -> list[tuple[str, str]]:
-    """(kind, text) variants of one base at random known edit rates."""
-    text = base["text"]
-    lines = max(1, text.count("\n"))
-    return [
-        (f"substitute {r:.2f}", substitute(text, r, rng, vocab)) for r in (rng.uniform(0.0, 0.08),)
-    ] + [
-        (f"delete {r:.2f}", delete(text, r, rng)) for r in (rng.uniform(0.0, 0.10),)
-    ] + [
-        (f"boilerplate {k}", boilerplate(text, k, rng)) for k in (rng.randint(1, max(2, lines // 3)),)
-    ] + [
-        (f"reorder {k}", reorder(text, k, rng)) for k in (rng.randint(1, max(2, lines // 2)),)
-    ] + [("case+whitespace", case_space(text, rng))]
-
-
-# -------------------------------------------------------------------------------------------------- truth
-
-def prf(predicted: set, truth: set) -> tuple[float, float, float]:
-    tp = len(predicted & truth)
-    p = tp / len(predicted) if predicted else 1.0
-    r = tp / len(truth) if truth else 1.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
-
-
-def shingle_sets(signer: Signer, texts: list[str]) -> list[set[int]]:
-    return [set(h.tolist()) for h in signer.shingles(texts, [None] * len(texts))]
-
-
-def true_jaccard(a: set[int], b: set[int]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
-def pick_bases(docs: list[dict], n: int, signer: Signer, min_words: int = 80) -> list[dict]:
-    """``n`` bases (stable order by hash) without a natural near-duplicate (true Jaccard >= 0.3) among them."""
-    pool = sorted((d for d in docs if len(d["text"].split()) >= min_words), key=lambda d: stable_hash(d["id"], 7))
-    from datasketch import MinHashLSH
-
-    lsh = MinHashLSH(threshold=0.3, num_perm=signer.num_perm)
-    chosen, sets = [], []
-    for start in range(0, len(pool), 256):
-        batch = pool[start: start + 256]
-        sigs = signer.signatures([d["text"] for d in batch])
-        for doc, sig, sh in zip(batch, sigs, shingle_sets(signer, [d["text"] for d in batch])):
-            mh = signer.to_lean_minhash(sig)
-            if any(true_jaccard(sh, sets[i]) >= 0.3 for i in lsh.query(mh)):
-                continue
-            lsh.insert(len(chosen), mh)
-            chosen.append(doc)
-            sets.append(sh)
-            if len(chosen) == n:
-                return chosen
-    return chosen
-
-
-# --------------------------------------------------------------------------------------------- run stage
-
-def run_stage(docs: list[dict], overrides: dict | None = None) -> tuple[dict[str, str], list[dict], float]:
-    """Runs the dedup stage on DirectRunner; returns (doc id -> cluster id, rejected docs, seconds)."""
-    recipe = parse_recipe({"dedup": overrides or {}})
+def run_stage(docs: list[dict], cfg: DedupConfig) -> tuple[dict[str, str], dict, float]:
+    """Runs the dedup stage on DirectRunner: (doc id -> cluster id, summed stats, seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         pipeline = make_pipeline(pipeline_options([]))
-        result = pipeline | beam.Create(docs, reshuffle=False) | build(recipe)
+        result = (pipeline | beam.Create([{"id": d["id"], "text": d["text"]} for d in docs], reshuffle=False)
+                  | build(cfg, StageContext()))
         for tag in ("kept", "rejected"):
-            _ = (result[tag] | f"Json{tag}" >> beam.Map(
-                lambda d: json.dumps({"id": d["id"], "cluster": d.get("dedup_cluster"), "reason": d.get("reason")}))
-                | f"Write{tag}" >> beam.io.WriteToText(f"{tmp}/{tag}"))
+            _ = (result[tag] | f"Json{tag}" >> beam.Map(lambda d: json.dumps([d["id"], d.get("dedup_cluster")]))
+                 | f"Write{tag}" >> beam.io.WriteToText(f"{tmp}/{tag}"))
+        _ = (result["stats"] | "JsonStats" >> beam.Map(json.dumps) | "WriteStats" >> beam.io.WriteToText(f"{tmp}/st"))
         pipeline.run().wait_until_finish()
         seconds = time.perf_counter() - start
-        rows = {tag: [json.loads(line) for p in Path(tmp).glob(f"{tag}*") for line in p.open()]
-                for tag in ("kept", "rejected")}
-    clusters = {r["id"]: r["cluster"] for tag in rows for r in rows[tag] if r["cluster"]}
-    return clusters, rows["rejected"], seconds
+        rows = [json.loads(line) for tag in ("kept", "rejected") for p in Path(tmp).glob(f"{tag}*") for line in p.open()]
+        stats: dict = {}
+        for p in Path(tmp).glob("st*"):
+            for line in p.open():
+                key, value = json.loads(line)
+                slot = stats.setdefault(tuple(key), {})
+                for name, number in value.items():
+                    slot[name] = slot.get(name, 0) + number
+    assert len(rows) == len(docs), "every doc ends kept or rejected"
+    return {doc_id: cluster for doc_id, cluster in rows if cluster}, stats, seconds
 
 
-# ------------------------------------------------------------------------------------------------- report
+def datasketch_clusters(docs: list[dict], threshold: float = 0.7, num_perm: int = 128) -> dict[str, str]:
+    """The common recipe: datasketch MinHash over lowercased whitespace word 5-grams, MinHashLSH at ``threshold``,
+    clusters = connected components of the LSH candidate pairs (no verification)."""
+    from datasketch import MinHash, MinHashLSH
 
-def evaluate(args: argparse.Namespace) -> None:
-    corpus = load_corpus(args.corpus)
-    overrides = json.loads(args.dedup) if args.dedup else {}
-    cfg = parse_recipe({"dedup": overrides}).dedup
-    bands, rows = cfg.lsh()
-    signer = Signer(cfg.num_perm, cfg.minhash_seed, cfg.shingle_spec())
-    rng = random.Random(args.seed)
-    bases = pick_bases(corpus, args.bases, signer)
-    vocab = sorted({w for d in bases[:50] for w in d["text"].split()})
-    docs, family = [], {}
-    for b_index, base in enumerate(bases):
-        docs.append({"id": f"b{b_index}", "text": base["text"], "source": base["source"]})
-        family[f"b{b_index}"] = b_index
-        for v_index, (kind, text) in enumerate(make_variants(base, rng, vocab)):
-            doc_id = f"b{b_index}.v{v_index}"
-            docs.append({"id": doc_id, "text": text, "source": kind})
-            family[doc_id] = b_index
-    by_id = {d["id"]: d for d in docs}
-    ids = [d["id"] for d in docs]
-    sets = dict(zip(ids, shingle_sets(signer, [d["text"] for d in docs])))
-    sigs = dict(zip(ids, signer.signatures([d["text"] for d in docs])))
-    print(f"{len(bases)} bases (no natural near-duplicate among them) + {len(docs) - len(bases)} variants; "
-          f"threshold {cfg.threshold}, LSH {bands} bands x {rows} rows of {cfg.num_perm} perms, "
-          f"verification {'at ' + str(cfg.edge_threshold()) if cfg.verify else 'off'}")
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    edges = []
+    for d in docs:
+        words = d["text"].lower().split()
+        grams = {" ".join(words[i: i + 5]) for i in range(max(1, len(words) - 4))}
+        mh = MinHash(num_perm=num_perm)
+        mh.update_batch([g.encode("utf-8") for g in grams])
+        edges += [(d["id"], other) for other in lsh.query(mh)]
+        lsh.insert(d["id"], mh)
+    return components_reference(edges)
 
-    clusters, rejected, seconds = run_stage(docs, overrides)
-    print(f"stage run: {seconds:.1f} s on DirectRunner for {len(docs):,} docs; {len(rejected)} removed")
+
+# --------------------------------------------------------------------------------------------- metrics
+
+def pairs_of(clusters: dict[str, str]) -> set[tuple[str, str]]:
     members = defaultdict(list)
     for doc_id, cluster in clusters.items():
         members[cluster].append(doc_id)
+    return {tuple(sorted(p)) for group in members.values() for p in itertools.combinations(group, 2)}
 
-    def same(a: str, b: str) -> bool:
-        return clusters.get(a) is not None and clusters.get(a) == clusters.get(b)
 
-    # Truth: every within-family pair (exact Jaccard), plus any predicted cross-family pair (also exact).
-    pairs: dict[tuple[str, str], float] = {}
-    by_family = defaultdict(list)
-    for doc_id in ids:
-        by_family[family[doc_id]].append(doc_id)
-    for group in by_family.values():
-        for a, b in itertools.combinations(group, 2):
-            pairs[(a, b)] = true_jaccard(sets[a], sets[b])
-    predicted = set()
-    for group in members.values():
-        for a, b in itertools.combinations(sorted(group), 2):
-            key = (a, b) if (a, b) in pairs else (b, a) if (b, a) in pairs else (a, b)
-            if key not in pairs:
-                pairs[key] = true_jaccard(sets[a], sets[b])
-            predicted.add(key)
-    t = cfg.threshold
-    # Gold clusters: connected components of the pairs whose true Jaccard >= t (dedup clusters transitively,
-    # so the gold standard is closed the same way); plus the strict per-pair view.
-    gold = components_reference([p for p, j in pairs.items() if j >= t])
-    gold_pairs = set()
-    gold_members = defaultdict(list)
-    for doc_id, root in gold.items():
-        gold_members[root].append(doc_id)
-    for group in gold_members.values():
-        for a, b in itertools.combinations(sorted(group), 2):
-            gold_pairs.add((a, b) if (a, b) in pairs else (b, a))
-    precision, recall, f1 = prf(predicted, gold_pairs)
-    strict = prf(predicted, {p for p, j in pairs.items() if j >= t})
-    cross = sum(1 for a, b in predicted if family[a] != family[b])
-    removed = {r["id"] for r in rejected}
-    should = sum(len(g) - 1 for g in gold_members.values())
-    right = sum(1 for r in rejected if gold.get(r["id"]) is not None and gold.get(r["id"]) == gold.get(
-        clusters[r["id"]]))
-    doc_p, doc_r = right / len(removed) if removed else 1.0, right / should if should else 1.0
+def prf(predicted: set, gold: set) -> tuple[float, float, float]:
+    tp = len(predicted & gold)
+    p = tp / len(predicted) if predicted else 1.0
+    r = tp / len(gold) if gold else 1.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
-    print("\nDetection by true shingle Jaccard (pairs within a family: base-variant and variant-variant)")
-    print(f"{'jaccard':>11} {'pairs':>6} {'clustered':>10} {'LSH candidate':>14} {'S-curve':>8}")
-    edges = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+
+def report_metrics(name: str, clusters: dict[str, str], docs: list[dict], gold: set) -> tuple[float, float, float]:
+    by_id = {d["id"]: d for d in docs}
+    predicted = pairs_of(clusters)
+    p, r, f1 = prf(predicted, gold)
+    print(f"\n{name}: precision {p:.4f}  recall {r:.4f}  F1 {f1:.4f}  "
+          f"(predicted pairs {len(predicted)}, gold pairs {len(gold)})")
+    for kind in KINDS:
+        kind_gold = {pair for pair in gold if by_id[pair[0]]["kind"] == kind}
+        kind_pred = {pair for pair in predicted if kind in (by_id[pair[0]]["kind"], by_id[pair[1]]["kind"])}
+        kp, kr, kf = prf(kind_pred, kind_gold)
+        wrong = len(kind_pred - gold)
+        fams = len({by_id[pair[0]]["family"] for pair in kind_gold})
+        if kind_gold:
+            print(f"  {kind:12s} precision {kp:.4f}  recall {kr:.4f}  F1 {kf:.4f}  "
+                  f"({len(kind_gold)} gold pairs in {fams} families; {wrong} false pairs touch it)")
+        else:
+            docs_merged = len({i for pair in kind_pred for i in pair if by_id[i]["kind"] == kind})
+            n = sum(1 for d in docs if d["kind"] == kind)
+            print(f"  {kind:12s} hard negatives: {wrong} false pairs, {docs_merged} of {n} docs merged with another")
+    false = Counter(tuple(sorted((by_id[a]["family"], by_id[b]["family"]))) for a, b in predicted - gold)
+    for (fa, fb), n in false.most_common(5):
+        print(f"    false merge: {fa} ~ {fb}: {n} pairs")
+    return p, r, f1
+
+
+def true_pairs(docs: list[dict], signer: Signer) -> dict[tuple[str, str], float]:
+    """Exact shingle Jaccard of every pair sharing a shingle and reaching 0.1 (plus every gold pair)."""
+    sets = [frozenset(h.tolist()) for h in signer.shingles([d["text"] for d in docs], [None] * len(docs))]
+    index = defaultdict(list)
+    for i, s in enumerate(sets):
+        for h in s:
+            index[h].append(i)
+    candidates = {(a, b) for posting in index.values() if len(posting) <= 200
+                  for a, b in itertools.combinations(posting, 2)}
+    candidates |= {(a, b) for a, b in itertools.combinations(range(len(docs)), 2)
+                   if docs[a]["family"] == docs[b]["family"]}
+    out = {}
+    for a, b in candidates:
+        j = len(sets[a] & sets[b]) / len(sets[a] | sets[b]) if sets[a] | sets[b] else 1.0
+        if j >= 0.1 or docs[a]["family"] == docs[b]["family"]:
+            out[tuple(sorted((docs[a]["id"], docs[b]["id"])))] = j
+    return out
+
+
+def s_curve_table(cfg: DedupConfig, docs: list[dict], signer: Signer, truth: dict, stats: dict) -> None:
+    bands, rows = cfg.lsh()
+    sigs = dict(zip([d["id"] for d in docs], signer.signatures([d["text"] for d in docs])))
+    section = stage.report(stats, cfg)
+    chart = section["charts"][0]
+    theory_report = dict(zip(chart["x"], chart["series"]["theoretical P(candidate)"]))
+    print(f"\nLSH S-curve, {bands} bands x {rows} rows: measured candidate rate by true shingle Jaccard (all pairs "
+          f">= 0.1) vs theory; 'report' = the curve the stage's report draws at the bin centre")
+    print(f"{'jaccard':>11} {'pairs':>6} {'measured':>9} {'theory':>7} {'report':>7}")
+    edges = np.round(np.arange(0.1, 1.0001, 0.05), 2)
+    worst = 0.0
     for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = [p for p, j in pairs.items()
-               if family[p[0]] == family[p[1]] and (lo <= j < hi or (hi == 1.0 and j == 1.0))]
+        sel = [p for p, j in truth.items() if lo <= j < hi or (hi == 1.0 and j == 1.0)]
         if not sel:
             continue
-        clustered = sum(same(a, b) for a, b in sel) / len(sel)
-        direct = sum(share_band(sigs[a], sigs[b], bands, rows) for a, b in sel) / len(sel)
-        mean_j = float(np.mean([pairs[p] for p in sel]))
-        print(f"{lo:.2f}-{hi:.2f} {len(sel):6d} {clustered:10.3f} {direct:14.3f} "
-              f"{float(s_curve(mean_j, bands, rows)):8.3f}")
-    print(f"\nAt threshold {t} (gold clusters = connected components of true Jaccard >= {t} pairs):")
-    print(f"  pairs in the same cluster:  precision {precision:.4f}  recall {recall:.4f}  F1 {f1:.4f}  "
-          f"(predicted {len(predicted)}, gold {len(gold_pairs)}; {cross} predicted pairs across families)")
-    print(f"  removed docs:               precision {doc_p:.4f}  recall {doc_r:.4f}  "
-          f"F1 {2 * doc_p * doc_r / (doc_p + doc_r) if doc_p + doc_r else 0:.4f}  "
-          f"(removed {len(removed)}, should remove {should}, right {right})")
-    print(f"  strict (every same-cluster pair must itself have Jaccard >= {t}): precision {strict[0]:.4f}  "
-          f"recall {strict[1]:.4f}  F1 {strict[2]:.4f}")
-    kinds = defaultdict(lambda: [0, 0])
-    for doc_id in ids:
-        if "." in doc_id and pairs.get((f"b{family[doc_id]}", doc_id), 0) >= t:
-            kind = by_id[doc_id]["source"].split()[0]
-            kinds[kind][0] += 1
-            kinds[kind][1] += same(f"b{family[doc_id]}", doc_id)
-    print("recall of base-variant pairs with true Jaccard >= threshold, by edit kind: " + ", ".join(
-        f"{k} {v[1]}/{v[0]}" for k, v in sorted(kinds.items())))
-
-    if not args.skip_natural:
-        natural(corpus, overrides)
+        measured = sum(share_band(sigs[a], sigs[b], bands, rows) for a, b in sel) / len(sel)
+        theory = float(np.mean([s_curve(truth[p], bands, rows) for p in sel]))
+        centre = round(lo + 0.025, 3)
+        worst = max(worst, abs(measured - theory)) if len(sel) >= 30 else worst
+        print(f"{lo:.2f}-{hi:.2f} {len(sel):6d} {measured:9.3f} {theory:7.3f} {theory_report.get(centre, float('nan')):7.3f}")
+    print(f"largest |measured - theory| over bins with >= 30 pairs: {worst:.3f}")
 
 
-def natural(corpus: list[dict], overrides: dict) -> None:
-    """The natural duplicates of the whole corpus, by source."""
-    clusters, rejected, seconds = run_stage(corpus, overrides)
-    source = {d["id"]: d["source"] for d in corpus}
-    print(f"\nNatural duplicates in the corpus ({len(corpus):,} docs, stage run {seconds:.1f} s): "
-          f"{sum(r['reason'].startswith('exact') for r in rejected)} exact and "
-          f"{sum(r['reason'].startswith('near') for r in rejected)} near duplicates removed, "
-          f"{len(set(clusters.values()))} clusters")
-    by_source = Counter((source[r["id"]].split("/")[0] + "/" + source[r["id"]].split("/")[-1].split("-")[0],
-                         r["reason"].split(":")[0]) for r in rejected)
-    for (src, rule), n in sorted(by_source.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"  {src:32s} {rule:16s} {n:5d}")
-    sizes = Counter()
-    for cluster in clusters.values():
-        sizes[cluster] += 1
-    top = sizes.most_common(3)
-    print("  largest clusters: " + "; ".join(f"{n} docs around {c}" for c, n in top))
+def evaluate(cfg: DedupConfig, docs: list[dict], gold: set, peer: bool, curve: bool) -> tuple[float, float, float]:
+    bands, rows = cfg.lsh()
+    clusters, stats, seconds = run_stage(docs, cfg)
+    print(f"\nqurate dedup: threshold {cfg.threshold}, word {cfg.word_ngram}-grams, {cfg.num_perm} perms, LSH {bands} "
+          f"bands x {rows} rows, verification {'at ' + str(cfg.edge_threshold()) if cfg.verify else 'off'} "
+          f"({seconds:.1f} s on DirectRunner)")
+    result = report_metrics("qurate dedup", clusters, docs, gold)
+    if curve:
+        signer = Signer(cfg.num_perm, cfg.minhash_seed, cfg.shingle_spec())
+        s_curve_table(cfg, docs, signer, true_pairs(docs, signer), stats)
+    if peer:
+        report_metrics("datasketch MinHash, word 5-grams, MinHashLSH threshold 0.7 (128 perms)",
+                       datasketch_clusters(docs), docs, gold)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bases", type=int, default=400)
-    parser.add_argument("--corpus", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-natural", action="store_true")
-    parser.add_argument("--dedup", default="", help='recipe dedup section overrides as JSON, e.g. {"num_perm": 256}')
-    evaluate(parser.parse_args(argv))
+    parser.add_argument("--dedup", default="", help='dedup section overrides as JSON, e.g. {"threshold": 0.7}')
+    parser.add_argument("--sweep", action="store_true", help="grid of thresholds and shingle sizes")
+    parser.add_argument("--no-peer", action="store_true", help="skip datasketch")
+    parser.add_argument("--ngrams", default="5,3", help="sweep: word n-gram sizes")
+    parser.add_argument("--thresholds", default="0.7,0.74,0.76,0.78,0.8", help="sweep: Jaccard thresholds")
+    args = parser.parse_args(argv)
+    docs = load()
+    kinds = Counter(d["kind"] for d in docs)
+    print(f"{DATA.name}: {len(docs)} docs, " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+    families = defaultdict(list)
+    for d in docs:
+        families[d["family"]].append(d["id"])
+    gold = {tuple(sorted(p)) for ids in families.values() for p in itertools.combinations(ids, 2)}
+    overrides = json.loads(args.dedup) if args.dedup else {}
+    if not args.sweep:
+        evaluate(DedupConfig(**overrides), docs, gold, peer=not args.no_peer, curve=True)
+        return 0
+    rows = []
+    for ngram in (int(n) for n in args.ngrams.split(",")):
+        for threshold in (float(t) for t in args.thresholds.split(",")):
+            cfg = DedupConfig(**{"lsh_threshold": round(threshold - 0.1, 2), **overrides, "threshold": threshold,
+                                 "word_ngram": ngram})
+            rows.append((ngram, threshold, cfg.lsh(), evaluate(cfg, docs, gold, peer=False, curve=False)))
+    print("\nngram threshold  bands x rows  precision recall  F1")
+    for ngram, threshold, (b, r), (p, rec, f1) in rows:
+        print(f"{ngram:5d} {threshold:9.2f} {b:6d} x {r:<4d} {p:9.4f} {rec:6.4f} {f1:.4f}")
     return 0
 
 

@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 
 import apache_beam as beam
-from qurate.pipelines.recipe import parse_recipe
+from qurate.dedup.config import DedupConfig
+from qurate.pipelines.dedup_graph import build
 from qurate.pipelines.runners import make_pipeline, pipeline_options
-from qurate.pipelines.stage_dedup import build
+from qurate.spec import StageContext
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus_sample.jsonl"
 
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--control", action="store_true",
                         help="run a pass-through pipeline instead of the stage (the runner's own footprint)")
+    parser.add_argument("--dedup", default="", help="dedup section overrides as JSON")
     args = parser.parse_args(argv)
     docs = synthesize(args.docs)
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             passed = docs_in | beam.Map(lambda d: (d["id"], d)) | beam.GroupByKey() | beam.Values()
             result = {"kept": passed | "Flat" >> beam.FlatMap(lambda ds: ds), "rejected": pipeline | beam.Create([])}
         else:
-            result = docs_in | build(parse_recipe({}))
+            result = docs_in | build(DedupConfig(**json.loads(args.dedup or "{}")), StageContext())
         for tag in ("kept", "rejected"):
             _ = (result[tag] | f"Count{tag}" >> beam.combiners.Count.Globally()
                  | f"Write{tag}" >> beam.io.WriteToText(f"{tmp}/{tag}"))

@@ -98,12 +98,14 @@ def split_input(src: Path, out_dir: Path, parts: int, limit: int | None) -> tupl
 
 def run_qurate(in_dir: Path, out_dir: Path, workers: int) -> dict[str, int]:
     import apache_beam as beam
-    from qurate.pipelines import stages
-    from qurate.pipelines.doc import DOCS_SCHEMA, REJECTED_SCHEMA, to_row
+    from qurate.pipelines import registry
+    from qurate.pipelines.decide import build_stage
     from qurate.pipelines.read import ReadDocs, match_input_files
     from qurate.pipelines.recipe import parse_recipe
     from qurate.pipelines.runners import make_pipeline, pipeline_options
-    from qurate.pipelines.write import WriteShardedParquet
+    from qurate.pipelines.schema import DOCS_SCHEMA, REJECTED_SCHEMA, to_row
+    from qurate.pipelines.shards import WriteShardedParquet
+    from qurate.spec import StageContext
 
     recipe = parse_recipe({"input": {"paths": [str(in_dir / "*.parquet")]}})
     args = [] if workers == 1 else ["--direct_num_workers", str(workers), "--direct_running_mode",
@@ -111,8 +113,9 @@ def run_qurate(in_dir: Path, out_dir: Path, workers: int) -> dict[str, int]:
     pipeline = make_pipeline(pipeline_options(args))
     docs = (pipeline | "read" >> ReadDocs(recipe.input, match_input_files(recipe.input.paths)))["kept"]
     rejected = []
+    ctx = StageContext(seed=recipe.seed)
     for name in ("langid", "heuristics"):
-        result = docs | name >> stages.build(name, recipe)
+        result = docs | name >> build_stage(registry.get(name), recipe.section(name), ctx)
         docs = result["kept"]
         rejected.append(result["rejected"])
 

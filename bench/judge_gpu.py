@@ -71,14 +71,15 @@ def timed(torch: Any, device: str, fn, repeats: int = 1) -> float:
 def bench_arch(arch: str, overrides: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from qurate.classifiers.judge import TransformersJudge
-    from qurate.classifiers.quality_config import QualityConfig
+    from qurate.classifiers.quality_config import QualityConfig, full_rubric
     from qurate.classifiers.random_models import qwen_tokenizer, random_qwen2
 
     device, dtype = args.device, args.dtype
     tok = qwen_tokenizer()
     model = random_qwen2(overrides, seed=0, dtype=dtype, device=device)
     cfg = QualityConfig(backend="judge", judge={"model": "random", "max_doc_tokens": args.doc_tokens,
-                                                "batch_size": args.batch, "dtype": dtype, "device": device})
+                                                "batch_size": args.batch, "dtype": dtype, "device": device},
+                        dimensions=full_rubric())  # five rubric suffixes share one prefix
     judge = TransformersJudge(cfg, model=model, tokenizer=tok)
     texts = long_texts(tok, args.docs, args.doc_tokens)
     prompts = [judge.builder.build(t) for t in texts]

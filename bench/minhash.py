@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 import xxhash  # noqa: E402
 from datasketch import MinHash  # noqa: E402
-from qurate.dedup.minhash import Signer  # noqa: E402
+from qurate.dedup.signatures import Signer  # noqa: E402
 from qurate.pipelines.recipe import SAMPLE_CORPUS  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus_sample.jsonl"

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
     import tiktoken
     import tokenizers
-    from qurate.pipelines.tokenizer import QwenTiktoken, qwen_tokenizer_json
+    from qurate.tokenizer import QwenTiktoken, qwen_tokenizer_json
 
     texts = read_texts(args.input)
     megabytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6

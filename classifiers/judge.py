@@ -19,6 +19,7 @@ import abc
 import json
 import logging
 import math
+import os
 import sys
 import time
 import urllib.request
@@ -272,8 +273,9 @@ class OpenAIJudge(Judge):
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         headers = {"Content-Type": "application/json"}
-        if self.cfg.api_key:
-            headers["Authorization"] = f"Bearer {self.cfg.api_key}"
+        key = os.environ.get(self.cfg.api_key_env, "") if self.cfg.api_key_env else ""  # never from the recipe
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers)
         with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
             return json.loads(response.read())

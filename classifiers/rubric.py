@@ -26,8 +26,12 @@ DEFAULT_SYSTEM = (
 
 # (name, question): every dimension reads "higher is better", so the aggregate is a plain weighted mean.
 # Questions are short on purpose: they are the per-dimension suffix, computed K times per document.
+# The default rubric is the one dimension the bundled classifier was trained on (FineWeb-Edu's educational value,
+# see classifiers/data/README.md); MORE_DIMENSIONS are further questions for a recipe that runs its own judge.
 DEFAULT_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("educational_value", "Educational value: would a student learn from it? (5 = textbook quality)"),
+)
+MORE_DIMENSIONS: tuple[tuple[str, str], ...] = (
     ("knowledge_density", "Knowledge density: facts and concrete details per sentence (5 = dense)"),
     ("coherence", "Coherence and writing quality (5 = fluent, well-ordered prose; 0 = garbled)"),
     ("reasoning_depth", "Reasoning depth: explanations, arguments or derivations (5 = deep)"),

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qurate.classifiers.distill import agreement, format_agreement, train, words_for_tokens
+from qurate.classifiers.distill import agreement, format_agreement, train, train_embedding, words_for_tokens
 from qurate.classifiers.quality_config import QualityConfig
-from qurate.pipelines.write import stable_hash
+from qurate.hashing import stable_hash
+from qurate.textlines import compression_of, decompressed, is_record, iter_lines
 
 MIN_CHARS = 200  # shorter docs tell the judge little; the classifier still scores them in the stage
 
@@ -31,10 +32,9 @@ def _records(path: str) -> Iterator[dict[str, Any]]:
 
         yield from pq.read_table(path).to_pylist()
         return
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
+    with open(path, "rb") as handle:  # qurate's one line reader: .gz/.zst/.bz2/.xz, a BOM, "\n" only
+        for line in iter_lines(decompressed(handle, compression_of(path))):
+            if is_record(line):
                 yield json.loads(line)
 
 
@@ -115,7 +115,9 @@ def run_training(cfg: QualityConfig, paths: list[str], out: str, *, text_field: 
             if missing:
                 raise ValueError(f"{len(missing)} labelled ids are not in the input (first: {missing[0]})")
             rows = [{**r, "text": r.get("text", texts.get(r["id"]))} for r in rows]
-        docs = [{"id": r["id"], "text": r["text"]} for r in rows]
+        # "n_words": the doc's full length when the labels file keeps only its head (the length feature)
+        docs = [{"id": r["id"], "text": r["text"], **({"n_words": r["n_words"]} if "n_words" in r else {})}
+                for r in rows]
         scores = [r["scores"] for r in rows]
         judge_name = rows[0].get("judge", "?") if rows else "?"
     else:
@@ -133,14 +135,26 @@ def run_training(cfg: QualityConfig, paths: list[str], out: str, *, text_field: 
     if not test_idx or len(train_idx) < 5:
         raise ValueError(f"{len(docs)} docs give {len(train_idx)} train / {len(test_idx)} held-out; need more")
     started = time.monotonic()
-    model = train([docs[i]["text"] for i in train_idx], labels[train_idx], names, bits=bits, l2=l2,
-                  max_words=words_for_tokens(cfg.judge.max_doc_tokens))
+    opts = cfg.train
+    if opts.features == "minilm":
+        def n_words(idx: list[int]) -> list[float] | None:
+            given = [docs[i].get("n_words") for i in idx]
+            return None if any(g is None for g in given) else [float(g) for g in given]
+
+        model = train_embedding([docs[i]["text"] for i in train_idx], labels[train_idx], names, l2=opts.l2,
+                                max_tokens=opts.max_tokens, length_scale=1.0 if opts.length_feature else 0.0,
+                                n_words=n_words(train_idx))
+        pred = model.predict([docs[i]["text"] for i in test_idx], n_words(test_idx))
+        l2 = opts.l2
+    else:
+        model = train([docs[i]["text"] for i in train_idx], labels[train_idx], names, bits=bits, l2=l2,
+                      max_words=words_for_tokens(cfg.judge.max_doc_tokens))
+        pred = model.predict([docs[i]["text"] for i in test_idx])
     train_s = time.monotonic() - started
-    pred = model.predict([docs[i]["text"] for i in test_idx])
     agree = agreement(labels[test_idx], pred, names, [d.weight for d in cfg.dimensions], cfg.threshold)
     model.meta = {
         "judge": judge_name, "max_doc_tokens": cfg.judge.max_doc_tokens, "train_docs": len(train_idx),
-        "heldout_docs": len(test_idx), "agreement": agree, "seed": seed, "l2": l2,
+        "heldout_docs": len(test_idx), "agreement": agree, "seed": seed, "l2": l2, "features": opts.features,
         "rubric": {d.name: d.description for d in cfg.dimensions},
         "label_means": {n: float(labels[:, k].mean()) for k, n in enumerate(names)},
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
-from qurate.pipelines.section import Section
+from qurate.section import Section
 
 DATA_DIR = Path(__file__).parent / "data"
 BUNDLED_SUFFIX = ".jsonl.zst"
@@ -20,12 +20,15 @@ def bundled_names() -> list[str]:
 class BenchmarkFile(Section):
     """A user's benchmark as JSONL (optionally .gz/.zst) or Parquet, with a mapping of its fields."""
 
-    path: str  # local path or any Beam filesystem URL; a glob matches several files
-    format: Literal["auto", "jsonl", "parquet"] = "auto"
-    benchmark: str | None = None  # the name in reasons and the report; default: the file's stem
-    benchmark_field: str | None = None  # per-record benchmark name (overrides ``benchmark``)
-    id_field: str | None = "id"  # None or missing in a record: the record's position
-    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)  # joined with a line break
+    path: str = Field(description="local path or any Beam filesystem URL; a glob matches several files")
+    format: Literal["auto", "jsonl", "parquet"] = Field("auto", description="auto: by the file's extension")
+    benchmark: str | None = Field(None, description="the name in reasons and the report; default: the file's "
+                                                    "stem")
+    benchmark_field: str | None = Field(None, description="per-record benchmark name (overrides benchmark)")
+    id_field: str | None = Field("id", description="item id field; null or missing in a record: the record's "
+                                                   "position")
+    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1,
+                                   description="fields joined with a line break into the item's text")
 
     @field_validator("text_fields", mode="before")
     @classmethod
@@ -36,13 +39,15 @@ class BenchmarkFile(Section):
 class HFBenchmark(Section):
     """A benchmark loaded with ``datasets.load_dataset`` (hub id, local folder or a builder like ``json``)."""
 
-    name: str
-    config: str | None = None
-    split: str = "test"
-    data_files: list[str] | None = None
-    benchmark: str | None = None  # default: the dataset name (and config)
-    id_field: str | None = None
-    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
+    name: str = Field(description="hub id, local folder or builder name (json, parquet, ...)")
+    config: str | None = Field(None, description="the dataset's configuration")
+    split: str = Field("test", description="the split to read")
+    data_files: list[str] | None = Field(None, description="data files for a builder like json")
+    benchmark: str | None = Field(None, description="the name in reasons and the report; default: the dataset "
+                                                    "name (and config)")
+    id_field: str | None = Field(None, description="item id field; null: the record's position")
+    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1,
+                                   description="fields joined with a line break into the item's text")
 
     @field_validator("text_fields", "data_files", mode="before")
     @classmethod
@@ -51,17 +56,21 @@ class HFBenchmark(Section):
 
 
 class DecontamConfig(Section):
-    # Bundled benchmarks to load ("all" = every one); [] loads none (then ``files``/``hf`` must name some).
-    benchmarks: list[str] = Field(default_factory=lambda: ["all"])
-    files: list[BenchmarkFile] = Field(default_factory=list)
-    hf: list[HFBenchmark] = Field(default_factory=list)
-    ngram: int = Field(13, ge=4, le=64)  # candidate n-gram length, in tokens
-    min_lcs: int = Field(13, ge=1)  # Qwen2.5: |LCS| >= 13 ...
-    min_ratio: float = Field(0.6, gt=0, le=1)  # ... and |LCS| >= 0.6 x min(|doc window|, |item|)
-    action: Literal["drop", "excise"] = "drop"  # excise: cut the contaminated spans, keep the rest
-    max_candidates: int = Field(64, ge=1)  # items verified per doc (those sharing the most n-grams first)
-    cache_dir: str | None = None  # prebuilt index cache; None: $QURATE_CACHE or ~/.cache/qurate; "": off
-    batch_size: int = Field(64, gt=0)
+    benchmarks: list[str] = Field(default_factory=lambda: ["all"],
+                                  description="bundled benchmarks to load ('all': every one); [] loads none "
+                                              "(then files or hf must name some)")
+    files: list[BenchmarkFile] = Field(default_factory=list, description="your benchmarks as JSONL or Parquet")
+    hf: list[HFBenchmark] = Field(default_factory=list, description="benchmarks from Hugging Face datasets")
+    ngram: int = Field(13, ge=4, le=64, description="candidate n-gram length, in tokens")
+    min_lcs: int = Field(13, ge=1, description="Qwen2.5: |LCS| >= 13 tokens ...")
+    min_ratio: float = Field(0.6, gt=0, le=1, description="... and |LCS| >= this x min(|doc window|, |item|)")
+    action: Literal["drop", "excise"] = Field("drop", description="excise: cut the contaminated spans out and "
+                                                                  "keep the rest")
+    max_candidates: int = Field(64, ge=1, description="items verified per doc (those sharing the most n-grams "
+                                                      "first)")
+    cache_dir: str | None = Field(None, description="index cache folder; null: $QURATE_CACHE or "
+                                                    "~/.cache/qurate; '': no cache")
+    batch_size: int = Field(64, gt=0, description="docs per tokenizer call")
 
     @field_validator("benchmarks", mode="before")
     @classmethod

@@ -14,7 +14,7 @@ A document shorter than the item is its own window, so ``min(|W|, m)`` is the do
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from qurate.decontam.config import DecontamConfig
@@ -129,12 +129,3 @@ def reason(hits: list[Hit], limit: int = 3) -> str:
         text += f" (+{len(hits) - limit} more)"
     return f"contaminated: {text}"
 
-
-def hit_stats(hits: list[Hit]) -> dict[tuple[str, ...], dict[str, Any]]:
-    """Per benchmark (once per document, its best hit): docs, summed LCS length and ratio."""
-    stats: dict[tuple[str, ...], dict[str, Any]] = {}
-    for hit in hits:  # best first: the first hit of a benchmark is its best
-        key = ("hits", hit.benchmark)
-        if key not in stats:
-            stats[key] = {"docs": 1, "lcs": hit.lcs, "ratio": hit.ratio}
-    return stats

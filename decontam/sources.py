@@ -6,7 +6,6 @@ from the same sources can be reused.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -14,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import zstandard
 from qurate.decontam.config import BUNDLED_SUFFIX, DATA_DIR, BenchmarkFile, DecontamConfig, HFBenchmark
+from qurate.textlines import iter_json_lines
 
 
 class BenchItem(NamedTuple):
@@ -25,13 +24,9 @@ class BenchItem(NamedTuple):
 
 
 def _jsonl_lines(raw: bytes, name: str) -> Iterator[dict[str, Any]]:
-    if name.endswith(".zst"):
-        raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
-    elif name.endswith(".gz"):
-        raw = gzip.decompress(raw)
-    for line in raw.decode("utf-8").split("\n"):  # not splitlines: U+2028 may sit inside a string
-        if line.strip():
-            yield json.loads(line)
+    # qurate's one line reader (qurate.textlines): every compressed frame, a BOM, lines split at "\n" only
+    for line in iter_json_lines(raw, name):
+        yield json.loads(line.decode("utf-8"))
 
 
 def bundled_items(name: str) -> Iterator[BenchItem]:

@@ -19,61 +19,83 @@ import re
 from typing import Any
 
 from pydantic import Field, model_validator
+from qurate.doc import Doc
 from qurate.filters.langcodes import CODE_AND_MATH_SOURCES
-from qurate.filters.plugins import CustomFilterSpec, LoadedFilter, load_filter
+from qurate.filters.plugins import CustomFilterSpec, FilterNotFound, LoadedFilter, load_filter, resolve
 from qurate.filters.stopwords import STOP_WORDS
-from qurate.pipelines.section import Section
-from qurate.pipelines.stage import DocDecider, Keep, Reject
+from qurate.section import Section
+from qurate.spec import ReportSection, StageContext, StageSpec
+from qurate.stats import StatKey, StatPairs, Stats, select
+from qurate.verdicts import DocDecider, Keep, Reject, Verdict
 
 FAMILIES = ("gopher_repetition", "gopher_quality", "fineweb", "c4")  # run order: C4 last, it edits its copy
 
 
 class GopherQualityParams(Section):
-    enabled: bool = True
-    min_doc_words: int | None = 50
-    max_doc_words: int | None = 100_000
-    min_avg_word_length: float | None = 3
-    max_avg_word_length: float | None = 10
-    max_symbol_word_ratio: float | None = 0.1
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
-    max_non_alpha_words_ratio: float | None = 0.8  # datatrove's name: the minimum share of words with a letter
-    min_stop_words: int | None = 2
-    stop_words: list[str] | None = None  # None: the list for the doc's language (filters/stopwords.py)
+    enabled: bool = Field(True, description="run this rule family")
+    min_doc_words: int | None = Field(50, ge=0, description="fewest words a doc may have (null: no limit)")
+    max_doc_words: int | None = Field(100_000, ge=0, description="most words a doc may have (null: no limit)")
+    min_avg_word_length: float | None = Field(
+        3, ge=0, description="shortest mean word length, characters (null: off)")
+    max_avg_word_length: float | None = Field(
+        10, ge=0, description="longest mean word length, characters (null: off)")
+    max_symbol_word_ratio: float | None = Field(0.1, ge=0, description="most '#' and '...' per word (null: off)")
+    max_bullet_lines_ratio: float | None = Field(
+        0.9, ge=0, le=1, description="largest share of lines starting with a bullet (null: off)")
+    max_ellipsis_lines_ratio: float | None = Field(
+        0.3, ge=0, le=1, description="largest share of lines ending with an ellipsis (null: off)")
+    max_non_alpha_words_ratio: float | None = Field(
+        0.8, ge=0, le=1, description="datatrove's name: the smallest share of words with a letter (null: off)")
+    min_stop_words: int | None = Field(2, ge=0, description="fewest stop words a doc must hold (null: off)")
+    stop_words: list[str] | None = Field(
+        None, description="stop words; null: the list for the doc's language (filters/stopwords.py)")
 
 
 class GopherRepetitionParams(Section):
-    enabled: bool = True
-    dup_line_frac: float | None = 0.3
-    dup_para_frac: float | None = 0.3
-    dup_line_char_frac: float | None = 0.2
-    dup_para_char_frac: float | None = 0.2
-    top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
-    dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+    enabled: bool = Field(True, description="run this rule family")
+    dup_line_frac: float | None = Field(0.3, ge=0, le=1, description="largest share of duplicated lines (null: off)")
+    dup_para_frac: float | None = Field(0.3, ge=0, le=1, description="largest share of duplicated paragraphs (null: off)")
+    dup_line_char_frac: float | None = Field(
+        0.2, ge=0, le=1, description="largest share of characters in duplicated lines (null: off)")
+    dup_para_char_frac: float | None = Field(
+        0.2, ge=0, le=1, description="largest share of characters in duplicated paragraphs (null: off)")
+    top_n_grams: list[tuple[int, float]] = Field(
+        [(2, 0.2), (3, 0.18), (4, 0.16)],
+        description="[n, max share of characters in the most frequent n-gram]"
+                    " pairs")
+    dup_n_grams: list[tuple[int, float]] = Field(
+        [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)],
+        description="[n, max share of characters in duplicated n-grams]"
+                    " pairs")
 
 
 class C4Params(Section):
-    enabled: bool = True
-    split_paragraph: bool = True
-    remove_citations: bool = True
-    filter_no_terminal_punct: bool = False  # as in FineWeb: C4's line rule drops too much of today's web
-    min_num_sentences: int = 5
-    min_words_per_line: int = 3
-    max_word_length: int = 1000
-    filter_lorem_ipsum: bool = True
-    filter_javascript: bool = True
-    filter_curly_bracket: bool = True
-    filter_policy: bool = True
+    enabled: bool = Field(True, description="run this rule family")
+    split_paragraph: bool = Field(
+        True, description="lines are split at line breaks (false: at sentence ends)")
+    remove_citations: bool = Field(True, description="strip Wikipedia-style [1] citations from kept lines")
+    filter_no_terminal_punct: bool = Field(
+        False,
+        description="drop lines without terminal punctuation (off as in FineWeb:"
+                    " too harsh on today's web)")
+    min_num_sentences: int = Field(5, ge=0, description="fewest sentences a doc must keep")
+    min_words_per_line: int = Field(3, ge=-1, description="drop lines with fewer words (-1: off)")
+    max_word_length: int = Field(1000, ge=1, description="drop lines with a longer word")
+    filter_lorem_ipsum: bool = Field(True, description="drop docs containing 'lorem ipsum'")
+    filter_javascript: bool = Field(True, description="drop lines mentioning javascript")
+    filter_curly_bracket: bool = Field(True, description="drop docs with a curly bracket")
+    filter_policy: bool = Field(True, description="drop lines of cookie / privacy / terms boilerplate")
 
 
 class FineWebParams(Section):
-    enabled: bool = True
-    line_punct_thr: float = 0.12
-    line_punct_exclude_zero: bool = False
-    short_line_thr: float = 0.67
-    short_line_length: int = 30
-    char_duplicates_ratio: float = 0.01
-    new_line_ratio: float = 0.3
+    enabled: bool = Field(True, description="run this rule family")
+    line_punct_thr: float = Field(0.12, ge=0, le=1, description="smallest share of lines ending in punctuation")
+    line_punct_exclude_zero: bool = Field(
+        False, description="a doc with no such line passes the punctuation rule")
+    short_line_thr: float = Field(0.67, ge=0, le=1, description="largest share of short lines")
+    short_line_length: int = Field(30, ge=0, description="a line shorter than this (characters) is short")
+    char_duplicates_ratio: float = Field(0.01, ge=0, le=1, description="largest share of characters in duplicated lines")
+    new_line_ratio: float = Field(0.3, ge=0, description="largest ratio of line breaks to words")
 
 
 PARAMS = {"gopher_quality": GopherQualityParams, "gopher_repetition": GopherRepetitionParams, "c4": C4Params,
@@ -108,16 +130,23 @@ def _default_source_rules() -> dict[str, list[str]]:
 
 
 class HeuristicsConfig(Section):
-    gopher_quality: GopherQualityParams = Field(default_factory=GopherQualityParams)
-    gopher_repetition: GopherRepetitionParams = Field(default_factory=GopherRepetitionParams)
-    fineweb: FineWebParams = Field(default_factory=FineWebParams)
-    c4: C4Params = Field(default_factory=C4Params)
-    # lang -> family -> {param: value}: thresholds for one language (e.g. zh, ja, th: no word-length rule).
-    # A recipe that sets this replaces the defaults (listed in _UNSEGMENTED_OVERRIDES) for every language.
-    lang_overrides: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=_default_lang_overrides)
-    # source glob -> rule families that apply; the first matching glob wins (code/math: no prose rules)
-    source_rules: dict[str, list[str]] = Field(default_factory=_default_source_rules)
-    custom: list[CustomFilterSpec] = Field(default_factory=list)  # user filters, run after the rules
+    gopher_quality: GopherQualityParams = Field(default_factory=GopherQualityParams,
+                                                description="Gopher quality rules (datatrove)")
+    gopher_repetition: GopherRepetitionParams = Field(default_factory=GopherRepetitionParams,
+                                                      description="Gopher repetition rules (datatrove)")
+    fineweb: FineWebParams = Field(default_factory=FineWebParams, description="FineWeb rules (datatrove)")
+    c4: C4Params = Field(default_factory=C4Params, description="C4 rules (datatrove)")
+    # A recipe that sets lang_overrides replaces the defaults (_UNSEGMENTED_OVERRIDES) for every language.
+    lang_overrides: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=_default_lang_overrides,
+        description="lang -> family -> {param: value}: thresholds for one language (default: zh, ja, th, km, "
+                    "lo, my, bo get no word-length rule and longer n-grams)")
+    source_rules: dict[str, list[str]] = Field(
+        default_factory=_default_source_rules,
+        description="source glob -> rule families that apply; the first matching glob wins (code and math: "
+                    "repetition rules only)")
+    custom: list[CustomFilterSpec] = Field(default_factory=list,
+                                           description="user filters, run after the rules (README)")
 
     @model_validator(mode="after")
     def _check(self) -> HeuristicsConfig:
@@ -198,6 +227,24 @@ def _margin(value_text: str, value: float) -> dict[str, int]:
     return {f"margin {MARGINS[bucket]}": 1}
 
 
+LANG, RULE, LANG_RULE = "lang", "rule", "lang_rule"
+
+
+def lang_key(lang: str) -> StatKey:
+    """Per language (as langid annotated it): docs, kept, rejected."""
+    return (LANG, lang)
+
+
+def rule_key(rule: str) -> StatKey:
+    """Per rule (``family.rule`` or a custom filter's): docs, value_sum, ``margin <bucket>``."""
+    return (RULE, rule)
+
+
+def lang_rule_key(lang: str, rule: str) -> StatKey:
+    """Per (language, rule): docs."""
+    return (LANG_RULE, lang, rule)
+
+
 def _short(reason: str) -> str:
     return reason.removeprefix("gopher_")
 
@@ -228,7 +275,7 @@ class HeuristicsDecider(DocDecider):
             filt = self._filters[key] = build_filter(family, self.cfg.params_for(family, lang), lang)
         return filt
 
-    def check_rules(self, doc: dict[str, Any]) -> tuple[str, str, float] | None:
+    def check_rules(self, doc: Doc) -> tuple[str, str, float] | None:
         """(rule, measured value text, value) of the first rule the doc fails, or None if it passes all."""
         from datatrove.data import Document
         from datatrove.pipeline.filters.base_filter import get_filter_result
@@ -256,21 +303,84 @@ class HeuristicsDecider(DocDecider):
                 return f"{family}.{_short(reason)}", value_text, value
         return None
 
-    def decide(self, doc: dict[str, Any]) -> Keep | Reject:
+    def decide(self, doc: Doc) -> Verdict:
         lang = str(doc.get("lang"))
         failed = self.check_rules(doc)
         if failed is not None:
             rule, value_text, value = failed
-            stats = {("rule", rule): {"docs": 1, "value_sum": value if value == value else 0.0,
-                                      **_margin(value_text, value)},
-                     ("lang", lang): {"docs": 1, "rejected": 1}, ("lang_rule", lang, rule): {"docs": 1}}
+            stats: StatPairs = {rule_key(rule): {"docs": 1, "value_sum": value if value == value else 0.0,
+                                                 **_margin(value_text, value)},
+                                lang_key(lang): {"docs": 1, "rejected": 1}, lang_rule_key(lang, rule): {"docs": 1}}
             return Reject(f"{rule}: {value_text}", stats)
         out = doc
         for custom in self._custom:
             out, verdict = custom.apply(out)
             if verdict is not None:
                 rule, value_text = verdict
-                stats = {("rule", rule): {"docs": 1}, ("lang", lang): {"docs": 1, "rejected": 1},
-                         ("lang_rule", lang, rule): {"docs": 1}}
+                stats = {rule_key(rule): {"docs": 1}, lang_key(lang): {"docs": 1, "rejected": 1},
+                         lang_rule_key(lang, rule): {"docs": 1}}
                 return Reject(f"{rule}: {value_text}", stats)
-        return Keep(out, {("lang", lang): {"docs": 1, "kept": 1}})
+        return Keep(out, {lang_key(lang): {"docs": 1, "kept": 1}})
+
+
+def report(stats: Stats, config: HeuristicsConfig) -> ReportSection | None:
+    """The report section: rejections by rule (with how far past the threshold), by language, by both."""
+    langs = {key[0]: v for key, v in select(stats, LANG).items()}
+    if not langs:
+        return None
+    total = sum(v.get("docs", 0) for v in langs.values())
+    rejected = sum(v.get("rejected", 0) for v in langs.values())
+    rules = sorted(((key[0], v) for key, v in select(stats, RULE).items()), key=lambda kv: (-kv[1]["docs"], kv[0]))
+    rule_rows = [[rule, v["docs"], round(v["docs"] / total, 4) if total else 0.0,
+                  round(v["value_sum"] / v["docs"], 4) if "value_sum" in v else "",
+                  *[v.get(f"margin {m}", 0) for m in MARGINS]] for rule, v in rules]
+    lang_rows = sorted(([lang, v.get("docs", 0), v.get("rejected", 0),
+                         round(v.get("rejected", 0) / v["docs"], 3) if v.get("docs") else 0.0]
+                        for lang, v in langs.items()), key=lambda r: (-r[1], r[0]))
+    lang_rule = sorted(([key[0], key[1], v["docs"]] for key, v in select(stats, LANG_RULE).items()),
+                       key=lambda r: (-r[2], r[0], r[1]))
+    return {
+        "summary": {"docs in": total, "rejected": rejected,
+                    "rejected share": round(rejected / total, 4) if total else 0.0},
+        "charts": [{"title": "Heuristic rejections by rule", "kind": "bar", "x": [r[0] for r in rule_rows],
+                    "series": {"docs": [r[1] for r in rule_rows]}}],
+        "tables": [
+            {"title": "Rejections by rule (share of the stage's input; mean measured value; how far past "
+                      "the threshold the measured values lie)",
+             "columns": ["rule", "docs", "share of input", "mean value", *[f"past by {m}" for m in MARGINS]],
+             "rows": rule_rows},
+            {"title": "Rejection rate by language", "columns": ["lang", "docs", "rejected", "rate"],
+             "rows": lang_rows},
+            {"title": "Rejections by language and rule (top 40)", "columns": ["lang", "rule", "docs"],
+             "rows": lang_rule[:40]},
+        ],
+        "notes": ["Rule families by source (first matching glob wins): " + "; ".join(
+            f"{glob} -> {', '.join(fams) or 'none'}" for glob, fams in config.source_rules.items()),
+            "Languages with their own thresholds: " + (", ".join(sorted(config.lang_overrides)) or "none")
+            + ". Custom filters: " + (", ".join(c.name for c in config.custom) or "none") + "."],
+    }
+
+
+def check(config: HeuristicsConfig, ctx: StageContext) -> None:
+    """Start-up check: every custom filter resolves to a class or function (fail before the run, naming the
+    recipe key)."""
+    for i, spec in enumerate(config.custom):
+        key = f"heuristics.custom.{i}.filter"
+        try:
+            obj = resolve(spec.filter)
+        except FilterNotFound as err:
+            raise ValueError(f"bad value for '{key}': {err}") from None
+        if not callable(obj):
+            raise ValueError(f"bad value for '{key}': {spec.filter} is {type(obj).__name__}, "
+                             "neither a class nor a function")
+
+
+def make_decider(config: HeuristicsConfig, ctx: StageContext) -> HeuristicsDecider:
+    return HeuristicsDecider(config)
+
+
+STAGE = StageSpec(
+    name="heuristics", order=20, config=HeuristicsConfig, decider=make_decider, report=report, check=check,
+    description="datatrove's Gopher quality and repetition, C4 and FineWeb rules (thresholds per language, "
+                "families per source), then the recipe's custom filters",
+)

@@ -28,12 +28,17 @@ QWEN_LANGUAGES: tuple[str, ...] = (
     "tr", "uk", "he", "ms", "tl", "ur", "fa", "ro", "bg", "sk", "sl", "sr", "bs", "ca", "my", "lo",
 )
 
-# Groups where lid.176 is weak on short text: a second opinion decides among the members.
-CONFUSABLE_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("nb", "nn", "da", "sv"),
-    ("bs", "hr", "sr"),
-    ("ms", "id"),
-    ("ru", "uk", "be"),
+# Groups where lid.176 is weak on short text: a second opinion decides among the members. A group may hold for one
+# script only: lingua's Serbian model knows only Cyrillic and its Bosnian and Croatian models only Latin, so Latin
+# Serbian is judged with bs/hr/sl and Cyrillic Serbian with the other Cyrillic languages (mk and bg are where
+# lid.176 sends it). Chosen on the tune half of bench/data's sets (bench/langid_tune.py, bench/RESULTS.md).
+LATIN, CYRILLIC = "latin", "cyrillic"
+CONFUSABLE_GROUPS: tuple[tuple[tuple[str, ...], str | None], ...] = (
+    (("nb", "nn", "da", "sv"), None),
+    (("bs", "hr", "sr", "sl"), LATIN),
+    (("ms", "id"), None),
+    (("ru", "uk", "be", "bg", "mk", "sr"), CYRILLIC),
+    (("cs", "sk"), None),
 )
 
 # lid.176 emits "sh" (Serbo-Croatian) for Latin-script bs/hr/sr; it joins that group for the second opinion.
@@ -50,14 +55,24 @@ def normalize(label: str) -> str:
     return _ALIASES.get(base, base)
 
 
-def group_of(code: str) -> tuple[str, ...] | None:
-    """The confusable group a normalized code belongs to, if any."""
-    if code in GROUP_EXTRA:
-        return GROUP_EXTRA[code]
-    for group in CONFUSABLE_GROUPS:
-        if code in group:
-            return group
+def group_of(code: str, script: str = LATIN) -> tuple[str, ...] | None:
+    """The confusable group of a normalized code in text of ``script`` (``latin`` or ``cyrillic``), if any."""
+    for members, only in CONFUSABLE_GROUPS:
+        if only is not None and only != script:
+            continue
+        if code in members or set(GROUP_EXTRA.get(code, ("-",))) <= set(members):
+            return members
     return None
+
+
+def script_of(text: str, limit: int = 1000) -> str:
+    """``cyrillic`` when most letters of the text's start are Cyrillic, else ``latin`` (the groups' two scripts)."""
+    letters = cyrillic = 0
+    for ch in text[:limit]:
+        if ch.isalpha():
+            letters += 1
+            cyrillic += "\u0400" <= ch <= "\u052f"
+    return CYRILLIC if letters and cyrillic * 2 > letters else LATIN
 
 
 # Sources whose docs are code or math, not prose: their name or a path segment starts with "code", or they name

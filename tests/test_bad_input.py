@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 from conftest import read_rows, run_cli, write_jsonl
+from qurate.doc import RAW_LIMIT_CHARS
 
 BIG_CHARS = 20_000_000
 
@@ -88,7 +89,8 @@ def test_every_bad_record_is_dead_lettered_and_nothing_is_lost(bad_input, tmp_pa
     out = tmp_path / "out"
     # A real subprocess: exit code, stdout and stderr exactly as a user sees them.
     proc = subprocess.run([sys.executable, "-m", "qurate.pipelines.cli", "run", "--input", str(folder),
-                           "--output", str(out), "--stages", ""], capture_output=True, text=True, timeout=300)
+                           "--output", str(out), "--stages", "", "--set", "health.max_dead_letter_share=1"],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert "conservation holds" in proc.stdout
@@ -118,7 +120,8 @@ def test_every_bad_record_is_dead_lettered_and_nothing_is_lost(bad_input, tmp_pa
     found = sorted((Path(r["file"]).name, _rule(r["error"])) for r in dead)
     assert found == sorted((name, rule) for name, _, rule in expected)
     for row in dead:
-        assert row["stage"] == "read" and row["file"] and row["position"] is not None
+        assert row["stage"] == "read" and row["file"] and row["position"] is not None and row["source"]
+        assert row["error_class"] == _rule(row["error"])
         assert len(row["error"]) > len(_rule(row["error"])) + 5, row["error"]  # rule plus a detail
     # Where a bad record has a usable id, the entry carries it (users grep their source for it).
     assert {"broken", "no-text", "number", "null-text", "blank", "huge", "surrogate", "pq-empty", "pq-null"} <= {
@@ -126,7 +129,8 @@ def test_every_bad_record_is_dead_lettered_and_nothing_is_lost(bad_input, tmp_pa
     by_rule = {_rule(r["error"]): r for r in dead}
     assert "set input.text_field" in by_rule["missing text field"]["error"]
     assert "20,000,000 chars" in by_rule["text too large"]["error"]
-    assert len(by_rule["text too large"]["raw"]) < 10_000  # the preview is cut, the 20 MB is not copied
+    huge = by_rule["text too large"]  # the raw record is kept up to the cap, its full size recorded
+    assert len(huge["raw"]) == RAW_LIMIT_CHARS and huge["raw_chars"] > BIG_CHARS
     assert "\\xe9" in by_rule["invalid UTF-8"]["raw"]
     dups = {r["id"]: r for r in dead if _rule(r["error"]) == "duplicate id"}
     assert set(dups) == {"doc-0", "doc-14"}

@@ -10,13 +10,16 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
+from apache_beam.testing.util import assert_that, equal_to
 from conftest import read_rows, run_cli, write_jsonl
-from qurate.decontam.config import DecontamConfig, bundled_names
-from qurate.decontam.decider import DecontamDecider
+from qurate.decontam.config import BenchmarkFile, DecontamConfig, bundled_names
 from qurate.decontam.lcs import lcs_length, lcs_span
 from qurate.decontam.normalize import normalize, normalized_words
 from qurate.decontam.sources import bundled_items
-from qurate.pipelines.stage import Keep, Reject
+from qurate.decontam.stage import STAGE, DecontamDecider, checked_key, contaminated_key, hits_key, report
+from qurate.spec import StageContext
+from qurate.verdicts import Keep, Reject
 
 REPO = Path(__file__).resolve().parents[1]
 FILLER = ("The committee met on Tuesday to review the budget for the new library wing, and after a long "
@@ -133,8 +136,8 @@ def test_document_contaminated_by_two_benchmarks(decider):
     verdict = _decide(decider, f"{FILLER}\n{gsm.text}\n{FILLER}\n{mmlu.text}\n{FILLER}")
     assert isinstance(verdict, Reject)
     assert gsm.id in verdict.reason and mmlu.id in verdict.reason
-    assert {k[1] for k in verdict.stats if k[0] == "hits"} == {"gsm8k", "mmlu"}
-    assert verdict.stats[("contaminated",)]["items"] >= 2
+    assert {k for k in verdict.stats if k[0] == "hits"} == {hits_key("gsm8k"), hits_key("mmlu")}
+    assert verdict.stats[contaminated_key()] == {"docs": 1}
 
 
 def test_excise_mode_cuts_the_item_and_keeps_the_rest(small_config):
@@ -195,7 +198,7 @@ def test_hf_loader_reads_a_local_dataset(tmp_path, monkeypatch):
 def test_index_is_cached_on_disk_and_reloaded(tmp_path, monkeypatch):
     import numpy as np
     from qurate.decontam import index as index_module
-    from qurate.pipelines.tokenizer import load_tokenizer
+    from qurate.tokenizer import load_tokenizer
 
     monkeypatch.setattr(index_module, "_INDEXES", {})
     (tmp_path / "index-0123.npz").write_bytes(b"an index of an older normalization version")
@@ -237,16 +240,66 @@ def test_config_errors_name_the_key():
 # ------------------------------------------------------------------------------------------ Beam
 
 
-def test_stage_pickles_without_its_index_and_round_trips_the_runner_api(small_config):
-    from qurate.pipelines.stage_decontam import DecontamStage
+def test_start_up_check_names_the_key(tmp_path):
+    present = write_jsonl(tmp_path / "mine.jsonl", [{"id": 1, "text": "x"}])
+    cfg = DecontamConfig(benchmarks=[], files=[BenchmarkFile(path=str(present)),
+                                               BenchmarkFile(path=str(tmp_path / "gone-*.jsonl"))])
+    with pytest.raises(ValueError, match=r"bad value for 'decontam.files.1.path': no file matches .*gone-"):
+        STAGE.check(cfg, StageContext())
+    STAGE.check(cfg.model_copy(update={"files": cfg.files[:1]}), StageContext())
 
-    stage = DecontamStage(small_config, "qwen2.5")
-    stage.decider.setup()  # even after setup in the launcher, the index is not shipped
-    assert len(pickle.dumps(stage.decider)) < 10_000
+
+def test_decider_pickles_without_its_index_and_the_stage_round_trips_the_runner_api(small_config):
+    from qurate.pipelines.decide import build_stage
+
+    decider = STAGE.decider(small_config, StageContext(tokenizer="qwen2.5", seed=3))
+    decider.setup()  # even after setup in the launcher, the index is not shipped
+    assert len(pickle.dumps(decider)) < 10_000 and decider.seed == 3
     pipeline = beam.Pipeline()
-    _ = pipeline | beam.Create([{"id": "a", "text": "x"}]) | stage
+    _ = pipeline | beam.Create([{"id": "a", "text": "x"}]) | build_stage(STAGE, small_config, StageContext())
     proto = pipeline.to_runner_api()
     assert any(t.unique_name.startswith("decontam/") for t in proto.components.transforms.values())
+
+
+def test_stage_transform_keeps_rejects_and_dead_letters(corpus_slice, small_config):
+    """The stage as the pipeline builds it: clean docs kept, planted benchmark items rejected with the item and
+    its LCS in the reason, a malformed doc (its text is a number) alone in the dead letter, and stats whose
+    examples are picked by the wiring and shown by the report."""
+    from qurate.pipelines.decide import DEAD_LETTER, KEPT, REJECTED, STATS, build_stage
+
+    clean = [json.loads(line) for line in corpus_slice.read_text(encoding="utf-8").splitlines()[:12]]
+    gsm, mmlu = _items("gsm8k", 4)[3], _items("mmlu", 6)[5]
+    planted = [{"id": "plant-gsm", "text": f"{FILLER}\n{gsm.text}", "source": "web/p"},
+               {"id": "plant-mmlu", "text": f"{mmlu.text}\n{FILLER}", "source": "web/p"}]
+    broken = {"id": "bad", "text": 12345, "source": "web/p"}
+
+    def check_stats(pairs):
+        stats: dict = {}
+        for key, value in pairs:
+            acc = stats.setdefault(key, {})
+            for field, number in value.items():
+                acc[field] = acc.get(field, 0) + number
+        assert stats[checked_key()]["docs"] == len(clean) + 2 and stats[contaminated_key()] == {"docs": 2}
+        assert stats[hits_key("gsm8k")]["docs"] == 1 and stats[hits_key("mmlu")]["docs"] == 1
+        assert not any(key[0] == "_example" for key in stats)  # candidates never reach the report
+        section = report(stats, small_config)
+        assert section["summary"]["contaminated docs"] == 2
+        assert {row[0]: row[1] for row in section["tables"][0]["rows"]} == {"gsm8k": 1, "mmlu": 1}
+        titles = sorted(e["title"] for e in section["examples"])
+        assert len(titles) == 2 and titles[0].startswith(f"plant-gsm: contaminated: {gsm.id} lcs=")
+        assert titles[1].startswith(f"plant-mmlu: contaminated: {mmlu.id} lcs=")
+
+    with BeamPipeline() as p:
+        out = (p | beam.Create([*clean, *planted, broken])
+               | build_stage(STAGE, small_config, StageContext(report_examples=3)))
+        assert_that(out[KEPT] | "Kept" >> beam.Map(lambda d: d["id"]), equal_to([d["id"] for d in clean]),
+                    label="kept")
+        assert_that(out[REJECTED] | "Reasons" >> beam.Map(lambda d: (d["id"], d["stage"], d["reason"].split(" lcs=")[0])),
+                    equal_to([("plant-gsm", "decontam", f"contaminated: {gsm.id}"),
+                              ("plant-mmlu", "decontam", f"contaminated: {mmlu.id}")]), label="rejected")
+        assert_that(out[DEAD_LETTER] | "Dead" >> beam.Map(lambda e: (e["id"], e["stage"])),
+                    equal_to([("bad", "decontam")]), label="dead")
+        assert_that(out[STATS], check_stats, label="stats")
 
 
 def test_stage_end_to_end_through_the_cli(tmp_path, corpus_slice, small_config):
@@ -274,7 +327,7 @@ def test_stage_end_to_end_through_the_cli(tmp_path, corpus_slice, small_config):
     assert per_bench == {"gsm8k": 1, "mmlu": 1, "humaneval": 1}
     assert len(section["examples"]) == 2 and all("contaminated:" in e["title"] for e in section["examples"])
     html = (out / "report.html").read_text()
-    assert "Stage: decontam" in html and "<script" not in html
+    assert 'id="stage-decontam"' in html
 
 
 def test_stage_excise_mode_end_to_end(tmp_path, corpus_slice, small_config):

@@ -10,18 +10,19 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
+from qurate.dedup import stage
 from qurate.dedup.components import components_reference, iterate_components
 from qurate.dedup.config import DedupConfig
 from qurate.dedup.exact import exact_hash
-from qurate.dedup.minhash import (
-    Signer,
-    jaccard,
+from qurate.dedup.shingles import (
     shingle_hash,
     shingle_token_hashes,
+    token_hash,
     uses_chars,
     word_token_hashes,
     word_tokens,
 )
+from qurate.dedup.signatures import Signer, jaccard, sketch, sketch_jaccard
 from qurate.dedup.survivor import key_id, node_key
 from qurate.pipelines.recipe import SAMPLE_CORPUS, RecipeError, parse_recipe
 
@@ -48,8 +49,6 @@ def test_signatures_are_datasketch_minhashes(real_texts):
 
 
 def test_vectorized_tokens_match_the_plain_tokenizer(real_texts):
-    from qurate.dedup.minhash import token_hash
-
     hashes, offsets = word_token_hashes(real_texts[:10])
     for i, text in enumerate(real_texts[:10]):
         expected = [token_hash(t) for t in word_tokens(text)]
@@ -148,8 +147,6 @@ def test_bucket_pairs_are_linear_in_bucket_size():
 
 
 def test_sketch_jaccard_tracks_signature_jaccard(real_texts):
-    from qurate.dedup.minhash import sketch, sketch_jaccard
-
     signer = Signer(num_perm=256)
     text = max(real_texts, key=len)
     words = text.split(" ")
@@ -158,3 +155,113 @@ def test_sketch_jaccard_tracks_signature_jaccard(real_texts):
         a, b = signer.signatures([text, edited])
         assert abs(sketch_jaccard(sketch(a), sketch(b)) - jaccard(a, b)) < 0.03
     assert sketch_jaccard(sketch(a), sketch(a)) == 1.0
+
+
+# ------------------------------------------------------------------------- per-key steps of the dedup graph
+
+def _split(outputs):
+    outputs = list(outputs)
+    records = [o for o in outputs if not isinstance(o, stage.Stat)]
+    stats = [o for o in outputs if isinstance(o, stage.Stat)]
+    return records, stats
+
+
+def test_sign_records_carry_node_key_exact_hash_and_band_keys():
+    cfg = DedupConfig()
+    params = stage.sign_params(cfg)
+    assert (params.bands, params.rows) == cfg.lsh()
+    signer = Signer(cfg.num_perm, cfg.minhash_seed, cfg.shingle_spec())
+    text = " ".join(f"w{i}" for i in range(50))
+    docs = [{"id": "a", "text": text}, {"id": "b", "text": text + "  \n"}, {"id": "c", "text": "other words"}]
+    recs = stage.sign(docs, signer, params)
+    assert [key_id(r.key) for r in recs] == ["a", "b", "c"]
+    assert recs[0].text_hash == recs[1].text_hash != recs[2].text_hash  # whitespace-normalized exact hash
+    assert recs[0].near == recs[1].near and len(recs[0].near.bands) == params.bands
+    assert len(recs[0].near.sketch) == cfg.num_perm
+    off = stage.sign(docs, None, params._replace(near=False, exact=False))
+    assert all(r.near is None and r.text_hash == r.key for r in off)
+    with pytest.raises(TypeError):  # a doc without text breaks signing (the wiring dead-letters it)
+        stage.sign([{"id": "bad", "text": None}], signer, params)
+
+
+def test_exact_groups_pick_the_smallest_node_key_and_list_copies():
+    a, b, c = (stage.CopyGroup(k, None, 1) for k in ("k2", "k1", "k3"))
+    merged = stage.merge_groups(stage.merge_groups(stage.merge_groups(stage.EMPTY_GROUP, a), b), c)
+    assert merged == stage.CopyGroup("k1", None, 3)
+    assert stage.merge_groups(stage.EMPTY_GROUP, stage.EMPTY_GROUP) == stage.EMPTY_GROUP
+    records, stats = _split(stage.exact_members([merged], ["k2", "k1", "k3"]))
+    assert records == [("k1", "k2"), ("k1", "k1"), ("k1", "k3")]
+    assert stats == [stage.Stat(("exact_groups", "3"), {"groups": 1, "docs": 3})]
+    assert list(stage.exact_members([stage.CopyGroup("k9", None, 1)], ["k9"])) == []  # a text with one copy
+
+
+def test_bucket_candidates_and_verification():
+    records, stats = _split(stage.bucket_candidates(["v3", "v1", "v2"], anchors=1))
+    assert sorted(records) == [("v2", "v1"), ("v3", "v1")]
+    assert stats == [stage.Stat(("buckets", "3"), {"buckets": 1, "members": 3})]
+    assert list(stage.bucket_candidates(["alone"], anchors=3)) == []
+    same, other = bytes(range(200)), bytes(200)
+    routed = list(stage.with_member_sketch("v3", [same], ["v1", "v2"]))
+    assert routed == [("v1", stage.MemberSketch("v3", same)), ("v2", stage.MemberSketch("v3", same))]
+    assert list(stage.with_member_sketch("gone", [], ["v1"])) == []  # a vertex without its record
+    scored = list(stage.verify("v1", [same], [stage.MemberSketch("v3", same), stage.MemberSketch("v4", other)]))
+    assert scored[0] == stage.Candidate("v3", "v1", 1.0) and scored[1].score < 0.1
+    assert stage.candidate_stat(scored[1], 0.8) == stage.Stat(("candidates", "0.00"), {"pairs": 1, "edges": 0})
+
+
+def test_cluster_decisions_name_the_label_as_survivor():
+    cfg = DedupConfig()
+    signer = Signer(cfg.num_perm, cfg.minhash_seed, cfg.shingle_spec())
+    base = [f"w{i}" for i in range(300)]
+    near = list(base)
+    near[100] = "changed"
+    sa, sb = (sketch(s) for s in signer.signatures([" ".join(base), " ".join(near)]))
+    entries = [stage.ClusterEntry("k0", sa, 2), stage.ClusterEntry("k1", sb, 1)]
+    records, stats = _split(stage.cluster_decisions("k0", entries, *cfg.lsh()))
+    assert records[0] == ("k0", stage.NearDecision("k0", 1.0, 3))
+    assert records[1][0] == "k1" and records[1][1].survivor == "k0" and 0.9 < records[1][1].score < 1.0
+    assert stage.Stat(("near_clusters",), {"clusters": 1, "vertices": 2, "docs": 3}) in stats
+    # The label is not among the members (rounds did not converge): nothing is decided, it is counted.
+    records, stats = _split(stage.cluster_decisions("kX", entries, *cfg.lsh()))
+    assert records == [] and stats == [stage.Stat(("cc", "orphan_clusters"), {"clusters": 1, "docs": 3})]
+
+
+def test_decisions_for_exact_and_near_copies_and_their_reasons():
+    sep = "\x1f"
+    vertex, survivor = f"r1{sep}v", f"r0{sep}s"
+    near = [stage.NearDecision(survivor, 0.86, 4)]
+    records, stats = _split(stage.decide(vertex, [vertex, f"r2{sep}copy"], near))
+    assert records == [(vertex, stage.Decision("near", "s", 4, 0.86, None)),
+                       (f"r2{sep}copy", stage.Decision("exact", "s", 4, 0.86, "v"))]
+    assert [s.key for s in stats] == [("removed", "near"), ("removed", "exact")]
+    # Exact copies only (no near cluster): the vertex is the survivor of its copies.
+    records, _ = _split(stage.decide(vertex, [vertex, f"r2{sep}copy"]))
+    assert records == [(vertex, stage.Decision("keep", "v", 2, 1.0, None)),
+                       (f"r2{sep}copy", stage.Decision("exact", "v", 2, 1.0, "v"))]
+    assert list(stage.decide(vertex, [])) == []  # one copy, no cluster: nothing to decide
+    decision = stage.Decision("near", "s", 4, 0.86, None)
+    assert stage.reason_of(decision) == "near_duplicate: jaccard~0.86 of s (cluster s, 4 docs)"
+    assert stage.reason_of(records[1][1]) == "exact_duplicate: of v (cluster v, 2 docs)"
+    kept, record = stage.apply_decision({"id": "v", "text": "t"}, decision)
+    assert not kept and record["stage"] == "dedup" and record["dedup_cluster"] == "s"
+    assert stage.apply_decision({"id": "s", "text": "t"}, stage.Decision("keep", "s", 4, 1.0, None)) == (
+        True, {"id": "s", "text": "t", "dedup_cluster": "s"})
+    assert stage.apply_decision({"id": "z", "text": "t"}, None) == (True, {"id": "z", "text": "t"})
+    # Two docs under one node key (duplicate id and rank): no decision, counted.
+    assert list(stage.unique_decision("k", [decision], [1, 1])) == [stage.Stat(("ambiguous_ids",), {"docs": 2})]
+    assert list(stage.unique_decision("k", [decision], [1])) == [("k", decision)]
+
+
+def test_report_reads_the_stats_the_steps_emit():
+    cfg = DedupConfig()
+    stats = {("removed", "exact"): {"docs": 2}, ("removed", "near"): {"docs": 5},
+             ("clusters", "3"): {"clusters": 2, "docs": 6}, ("cc", "vertices"): {"vertices": 9, "unconverged": 0},
+             ("detect", "0.90"): {"pairs": 4, "direct": 3}, ("candidates", "0.90"): {"pairs": 5, "edges": 5}}
+    section = stage.report(stats, cfg)
+    assert section["summary"]["exact duplicates removed"] == 2
+    assert section["summary"]["near duplicates removed"] == 5
+    assert section["summary"]["duplicate clusters (kept one doc each)"] == 2
+    curve = section["charts"][0]
+    assert curve["series"]["measured: cluster pairs sharing a band"][18] == 0.75
+    assert curve["series"]["theoretical P(candidate)"][-1] > 0.99
+    assert stage.STAGE.name == "dedup" and stage.STAGE.graph == "dedup" and stage.STAGE.report is stage.report

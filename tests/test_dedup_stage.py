@@ -1,5 +1,6 @@
-"""The dedup stage end to end through the CLI: planted exact and near duplicates of real docs are removed with
-reasons naming cluster and survivor, identically on the in-process, multi-process and portable runners."""
+"""The dedup transform (``qurate.pipelines.dedup_graph``) under Beam's TestPipeline: exact and near copies removed
+with reasons naming cluster and survivor, a doc that breaks signing dead-lettered, unconverged components reported;
+and once end to end through the CLI, identically on the in-process, multi-process and portable runners."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
 from conftest import RUNNER_KINDS, read_rows, rows_digest, run_cli, write_jsonl
-from qurate.pipelines.recipe import parse_recipe
-from qurate.pipelines.runners import make_pipeline, pipeline_options
-from qurate.pipelines.stage_dedup import _SignFn, build
+from qurate.dedup.config import DedupConfig
+from qurate.pipelines.dedup_graph import build
+from qurate.spec import StageContext
 
 
 def _edit(text: str, rng: random.Random, every: int) -> str:
@@ -86,24 +89,86 @@ def test_same_clusters_and_survivors_on_every_runner(planted, tmp_path, runner_a
     assert "S-curve" in curve["title"] and len(curve["series"]["theoretical P(candidate)"]) == 20
 
 
-def _run_stage(docs: list[dict], overrides: dict, tmp_path: Path) -> tuple[list[dict], list[dict], dict]:
-    pipeline = make_pipeline(pipeline_options([]))
-    result = pipeline | beam.Create(docs, reshuffle=False) | build(parse_recipe({"dedup": overrides}))
-    for tag in ("kept", "rejected", "stats"):
-        _ = (result[tag] | f"J{tag}" >> beam.Map(json.dumps, default=str)
-             | f"W{tag}" >> beam.io.WriteToText(str(tmp_path / tag)))
-    pipeline.run().wait_until_finish()
-    rows = {tag: [json.loads(line) for p in tmp_path.glob(f"{tag}*") for line in p.open()]
-            for tag in ("kept", "rejected", "stats")}
-    stats: dict = {}
-    for key, value in rows["stats"]:
-        slot = stats.setdefault(tuple(key), {})
-        for name, number in value.items():
-            slot[name] = slot.get(name, 0) + number
-    return rows["kept"], rows["rejected"], stats
+def _dedup(pipeline, docs: list[dict], **overrides):
+    return pipeline | beam.Create(docs, reshuffle=False) | build(DedupConfig(**overrides), StageContext())
 
 
-def test_too_few_rounds_are_reported_and_remove_nothing_wrongly(tmp_path):
+def _ids(rows) -> list[str]:
+    return sorted(r["id"] for r in rows)
+
+
+def _summed(expected: dict[tuple, dict]):
+    """A matcher: the stats summed per key contain ``expected`` (field values compared)."""
+    def check(actual):
+        summed: dict = {}
+        for key, value in actual:
+            slot = summed.setdefault(tuple(key), {})
+            for name, number in value.items():
+                slot[name] = slot.get(name, 0) + number
+        for key, fields in expected.items():
+            got = {name: summed.get(key, {}).get(name) for name in fields}
+            assert got == fields, f"stats {key}: {got} != {fields}"
+    return check
+
+
+WORDS = " ".join(f"word{i}" for i in range(300))
+
+
+def test_exact_copies_the_best_copy_survives_and_the_others_name_it():
+    docs = [{"id": "short", "text": WORDS}, {"id": "long", "text": WORDS + "\n\n"},
+            {"id": "ranked", "text": " " + WORDS, "quality_score": 0.9}, {"id": "other", "text": "unrelated text"}]
+    with test_pipeline.TestPipeline() as p:
+        out = _dedup(p, docs, near=False)
+        # quality_score ranks first: the copy that has one survives, then the longest, then the smallest id.
+        assert_that(out["kept"] | beam.Map(lambda d: (d["id"], d.get("dedup_cluster"))),
+                    equal_to([("ranked", "ranked"), ("other", None)]), label="kept")
+        assert_that(out["rejected"] | beam.Map(lambda d: (d["id"], d["stage"], d["reason"])), equal_to([
+            ("short", "dedup", "exact_duplicate: of ranked (cluster ranked, 3 docs)"),
+            ("long", "dedup", "exact_duplicate: of ranked (cluster ranked, 3 docs)")]), label="rejected")
+        assert_that(out["dead_letter"], equal_to([]), label="dead")
+        assert_that(out["stats"], _summed({("removed", "exact"): {"docs": 2}, ("exact_groups", "3"): {"groups": 1}}),
+                    label="stats")
+
+
+def test_near_copies_of_real_docs_form_one_cluster(corpus_slice: Path):
+    docs = [json.loads(line) for line in corpus_slice.read_text(encoding="utf-8").splitlines()]
+    base = max(docs, key=lambda d: len(d["text"].split()))
+    rng = random.Random(7)
+    copies = [{"id": f"near-{i}", "text": _edit(base["text"], rng, 200)} for i in range(4)]
+    family = [base, *copies]
+    best = min(family, key=lambda d: (-len(d["text"]), d["id"]))["id"]
+    others = sorted(d["id"] for d in family if d["id"] != best)
+    ids = {d["id"] for d in family}
+
+    def reasons_name_the_survivor(rows):
+        rows = [r for r in rows if r["id"] in ids]  # (the slice has natural duplicates of its own)
+        assert _ids(rows) == others, _ids(rows)
+        for row in rows:
+            rule, rest = row["reason"].split(": ", 1)
+            assert rule == "near_duplicate" and float(rest[8:12]) >= 0.8, row["reason"]
+            assert rest.endswith(f"of {best} (cluster {best}, 5 docs)") and row["dedup_cluster"] == best
+
+    with test_pipeline.TestPipeline() as p:
+        out = _dedup(p, docs + copies)
+        assert_that(out["rejected"], reasons_name_the_survivor, label="rejected")
+        assert_that(out["kept"] | beam.Map(lambda d: d["id"]) | beam.Filter(lambda i: i in ids), equal_to([best]),
+                    label="kept")
+        assert_that(out["stats"], _summed({("removed", "near"): {"docs": 4}, ("clusters", "4-5"): {"clusters": 1},
+                                          ("cc", "vertices"): {"unconverged": 0}}), label="stats")
+
+
+def test_a_doc_that_breaks_signing_goes_to_dead_letter_alone():
+    docs = [{"id": "ok", "text": WORDS}, {"id": "copy", "text": WORDS + " "}, {"id": "bad", "text": None}]
+    with test_pipeline.TestPipeline() as p:
+        out = _dedup(p, docs, batch_size=8)
+        assert_that(out["dead_letter"] | beam.Map(lambda d: (d["id"], d["stage"], d["error_class"],
+                                                              json.loads(d["raw"])["id"])),
+                    equal_to([("bad", "dedup", "TypeError", "bad")]), label="dead")
+        assert_that(out["kept"] | beam.Map(lambda d: d["id"]), equal_to(["copy"]), label="kept")
+        assert_that(out["rejected"] | beam.Map(lambda d: d["id"]), equal_to(["ok"]), label="rejected")
+
+
+def test_too_few_rounds_are_reported_and_remove_nothing_wrongly():
     # A chain of near duplicates (each a few edits from the previous one, far from the ones before): the graph
     # is a path in random id order, which needs several large-star/small-star rounds to become a star.
     rng = random.Random(2)
@@ -113,33 +178,50 @@ def test_too_few_rounds_are_reported_and_remove_nothing_wrongly(tmp_path):
         for k in range(8):
             words[rng.randrange(len(words))] = f"e{i}.{k}"
         chain.append({"id": f"c{rng.randrange(10**9):09d}", "text": " ".join(words)})
-    overrides = {"max_rounds": 1, "threshold": 0.72, "lsh_threshold": 0.6}
-    kept, rejected, stats = _run_stage(chain, overrides, tmp_path / "one")
-    assert len(kept) + len(rejected) == len(chain)
-    assert stats[("cc", "vertices")]["unconverged"] > 0
-    kept_full, rejected_full, stats_full = _run_stage(chain, {**overrides, "max_rounds": 8}, tmp_path / "eight")
-    assert stats_full[("cc", "vertices")]["unconverged"] == 0
-    assert len(kept_full) == 1 and len(rejected_full) == len(chain) - 1
-    # With too few rounds some clusters stay split (more kept), never more removed than with convergence.
-    assert len(kept) > 1
+    overrides = {"threshold": 0.72, "lsh_threshold": 0.6}
+
+    def some_unconverged_and_split(summed):
+        stats = dict(((tuple(k), v) for k, v in summed))
+        assert stats[("cc", "vertices")]["unconverged"] > 0
+
+    with test_pipeline.TestPipeline() as p:
+        one = _dedup(p, chain, max_rounds=1, **overrides)
+        # With too few rounds some clusters stay split (more kept), never more removed than with convergence.
+        assert_that(one["kept"] | "CountOne" >> beam.combiners.Count.Globally() | beam.Map(lambda n: n > 1),
+                    equal_to([True]), label="split")
+        assert_that(one["stats"] | "SumOne" >> beam.CombinePerKey(_sum_fields), some_unconverged_and_split,
+                    label="unconverged")
+    with test_pipeline.TestPipeline() as p:
+        full = _dedup(p, chain, max_rounds=8, **overrides)
+        assert_that(full["kept"] | "CountKept" >> beam.combiners.Count.Globally(), equal_to([1]), label="one kept")
+        assert_that(full["rejected"] | "CountRej" >> beam.combiners.Count.Globally(), equal_to([len(chain) - 1]),
+                    label="rej")
+        assert_that(full["stats"], _summed({("cc", "vertices"): {"unconverged": 0}}), label="converged")
 
 
-def test_a_doc_that_breaks_signing_goes_to_dead_letter():
-    fn = _SignFn(parse_recipe({}).dedup)
-    fn.setup()
-    good = {"id": "ok", "text": "plain words here"}
-    outputs = list(fn.handle_batch([good, {"id": "bad", "text": None}]))
-    dead = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == "dead_letter"]
-    assert [d["id"] for d in dead] == ["bad"] and dead[0]["stage"] == "dedup"
-    assert [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)][0][1] == good
+def _sum_fields(values):
+    out: dict = {}
+    for value in values:
+        for name, number in value.items():
+            out[name] = out.get(name, 0) + number
+    return out
 
 
-def test_exact_only_and_near_only(tmp_path):
-    words = " ".join(f"word{i}" for i in range(300))
-    docs = [{"id": "orig", "text": words}, {"id": "copy", "text": words + "\n"},
-            {"id": "near", "text": words.replace("word7 ", "other ")}, {"id": "other", "text": "unrelated text"}]
-    kept, rejected, _ = _run_stage(docs, {"near": False}, tmp_path / "exact")
-    assert {d["id"] for d in rejected} == {"orig"}  # the longer copy survives; the near copy stays
-    kept, rejected, _ = _run_stage(docs, {"exact": False}, tmp_path / "near")
-    assert {d["id"] for d in kept} == {"copy", "other"}
-    assert all(r["reason"].startswith("near_duplicate: jaccard~") for r in rejected)
+def test_exact_only_and_near_only():
+    docs = [{"id": "orig", "text": WORDS}, {"id": "copy", "text": WORDS + "\n"},
+            {"id": "near", "text": WORDS.replace("word7 ", "other ")}, {"id": "other", "text": "unrelated text"}]
+    with test_pipeline.TestPipeline() as p:
+        exact = _dedup(p, docs, near=False)
+        assert_that(exact["rejected"] | beam.Map(lambda d: d["id"]), equal_to(["orig"]), label="exact")
+    with test_pipeline.TestPipeline() as p:
+        near = _dedup(p, docs, exact=False)
+        assert_that(near["kept"] | beam.Map(lambda d: d["id"]), equal_to(["copy", "other"]), label="kept")
+        assert_that(near["rejected"] | beam.Map(lambda d: d["reason"].split("~")[0]),
+                    equal_to(["near_duplicate: jaccard"] * 2), label="near")
+
+
+def test_output_tags_are_the_stage_contract():
+    from qurate.pipelines import decide, dedup_graph
+
+    assert (dedup_graph.KEPT, dedup_graph.REJECTED, dedup_graph.DEAD_LETTER, dedup_graph.STATS) == (
+        decide.KEPT, decide.REJECTED, decide.DEAD_LETTER, decide.STATS)

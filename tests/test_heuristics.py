@@ -9,13 +9,27 @@ import json
 import re
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
+from apache_beam.testing.util import assert_that, equal_to
 from conftest import SAMPLE_CORPUS, read_rows, rows_digest, run_cli, runner_args_for
-from qurate.filters.heuristics import FAMILIES, HeuristicsConfig, HeuristicsDecider, build_filter
+from qurate.filters.heuristics import (
+    FAMILIES,
+    STAGE,
+    HeuristicsConfig,
+    HeuristicsDecider,
+    build_filter,
+    lang_key,
+    lang_rule_key,
+    report,
+    rule_key,
+)
 from qurate.filters.langid import LangIdConfig, LanguageIdentifier
+from qurate.filters.plugins import CustomFilterSpec
 from qurate.filters.words import TOKENIZER
-from qurate.pipelines.recipe import RecipeError, parse_recipe
-from qurate.pipelines.stage import Keep, Reject
+from qurate.spec import StageContext
+from qurate.verdicts import Keep, Reject
 
 EVAL = Path(__file__).resolve().parents[1] / "bench" / "data" / "langid_eval.jsonl.gz"
 REASON = re.compile(r"^(gopher_quality|gopher_repetition|c4|fineweb|heuristics)\.[a-z0-9_]+: (\S+) (.*)$")
@@ -128,6 +142,8 @@ def test_code_and_math_sources_get_no_prose_rules(sample):
 
 
 def test_recipe_errors_name_the_key():
+    from qurate.pipelines.recipe import RecipeError, parse_recipe
+
     with pytest.raises(RecipeError, match="heuristics.fineweb.short_line_len"):
         parse_recipe({"heuristics": {"fineweb": {"short_line_len": 3}}})
     with pytest.raises(RecipeError, match="lang_overrides.zh.gopher"):
@@ -136,6 +152,75 @@ def test_recipe_errors_name_the_key():
         parse_recipe({"heuristics": {"lang_overrides": {"zh": {"c4": {"min_num_sentence": 2}}}}})
     with pytest.raises(RecipeError, match="source_rules"):
         parse_recipe({"heuristics": {"source_rules": {"*": ["gopher", "c4"]}}})
+
+
+def test_start_up_check_names_the_key():
+    ok = CustomFilterSpec(name="ok", filter=f"{__name__}:fragile")
+    STAGE.check(HeuristicsConfig(custom=[ok]), StageContext())
+    missing = CustomFilterSpec(name="x", filter="no_such_filter_anywhere")
+    with pytest.raises(ValueError, match=r"bad value for 'heuristics.custom.1.filter': no entry point"):
+        STAGE.check(HeuristicsConfig(custom=[ok, missing]), StageContext())
+    not_callable = CustomFilterSpec(name="x", filter="qurate.filters.heuristics:FAMILIES")
+    with pytest.raises(ValueError, match=r"'heuristics.custom.0.filter': .*FAMILIES is tuple"):
+        STAGE.check(HeuristicsConfig(custom=[not_callable]), StageContext())
+
+
+def fragile(doc: dict) -> bool | tuple[bool, str]:
+    """A custom filter (named by dotted path below): raises on one doc, rejects another with a reason."""
+    if "POISON" in doc["text"]:
+        raise ValueError("cannot handle a document with POISON")
+    if "DROP-ME" in doc["text"]:
+        return False, "marked: DROP-ME found"
+    return True
+
+
+def test_stage_transform_keeps_rejects_and_dead_letters(sample):
+    """The stage as the pipeline builds it: kept docs untouched, rule rejections with the measured value, a
+    custom filter's rejection with its reason, and the one doc the custom filter raises on in the dead letter
+    alone; the summed stats give the report's tables."""
+    from qurate.pipelines.decide import DEAD_LETTER, KEPT, REJECTED, STATS, build_stage
+
+    config = HeuristicsConfig(custom=[CustomFilterSpec(name="fragile", filter=f"{__name__}:fragile")])
+    local = HeuristicsDecider(config)
+    local.setup()
+    verdicts = [local.decide(d) for d in sample[:200]]
+    passing = [d for d, v in zip(sample[:200], verdicts) if isinstance(v, Keep)][:8]
+    failing = [(d, v.reason) for d, v in zip(sample[:200], verdicts) if isinstance(v, Reject)][:12]
+    assert len(passing) >= 4 and len(failing) >= 4
+    poisoned = {**passing[0], "id": "poisoned", "text": passing[0]["text"] + "\nPOISON"}
+    marked = {**passing[1], "id": "marked", "text": passing[1]["text"] + "\nDROP-ME"}
+    docs = [*passing[2:], *(d for d, _ in failing), poisoned, marked]
+    expected_rejected = [(d["id"], r) for d, r in failing] + [("marked", "fragile.marked: DROP-ME found")]
+
+    def check_stats(pairs):
+        stats: dict = {}
+        for key, value in pairs:
+            acc = stats.setdefault(key, {})
+            for field, number in value.items():
+                acc[field] = acc.get(field, 0) + number
+        assert stats[rule_key("fragile.marked")] == {"docs": 1}
+        lang = str(marked.get("lang"))
+        assert stats[lang_rule_key(lang, "fragile.marked")] == {"docs": 1}
+        assert sum(v.get("kept", 0) for k, v in stats.items() if k[0] == lang_key(lang)[0]) == len(passing) - 2
+        section = report(stats, config)
+        assert section["summary"]["docs in"] == len(docs) - 1  # the dead-letter doc has no verdict
+        assert section["summary"]["rejected"] == len(expected_rejected)
+        rule_rows = {row[0]: row[1] for row in section["tables"][0]["rows"]}
+        assert sum(rule_rows.values()) == len(expected_rejected) and rule_rows["fragile.marked"] == 1
+        assert "Custom filters: fragile." in section["notes"][1]
+
+    with BeamPipeline() as p:
+        out = p | beam.Create(docs) | build_stage(STAGE, config, StageContext())
+        assert_that(out[KEPT] | "Kept" >> beam.Map(lambda d: (d["id"], d["text"])),
+                    equal_to([(d["id"], d["text"]) for d in passing[2:]]), label="kept")
+        assert_that(out[REJECTED] | "Reasons" >> beam.Map(lambda d: (d["id"], d["reason"])),
+                    equal_to(expected_rejected), label="rejected")
+        assert_that(out[REJECTED] | "Stage" >> beam.Map(lambda d: d["stage"]) | beam.Distinct(),
+                    equal_to(["heuristics"]), label="stage")
+        assert_that(out[DEAD_LETTER] | "Dead" >> beam.Map(lambda e: (e["id"], e["stage"], e["error"].split(" at ")[0])),
+                    equal_to([("poisoned", "heuristics", "ValueError: cannot handle a document with POISON")]),
+                    label="dead")
+        assert_that(out[STATS], check_stats, label="stats")
 
 
 @pytest.fixture(scope="module")

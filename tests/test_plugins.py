@@ -45,7 +45,8 @@ def _sample_docs(n: int) -> list[dict]:
 def _recipe(path: Path, custom: list[dict]) -> Path:
     off = {"enabled": False}
     recipe = {"stages": ["heuristics"], "heuristics": {
-        "gopher_quality": off, "gopher_repetition": off, "fineweb": off, "c4": off, "custom": custom}}
+        "gopher_quality": off, "gopher_repetition": off, "fineweb": off, "c4": off, "custom": custom},
+        "health": {"max_dead_letter_share": 0.1}}  # one poisoned doc in ~30 is this test's point
     path.write_text(json.dumps(recipe))  # JSON is YAML
     return path
 

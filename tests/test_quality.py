@@ -13,10 +13,15 @@ from conftest import SAMPLE_CORPUS, read_rows, run_cli, write_jsonl
 
 pytest.importorskip("torch")  # the llm extra; CI installs it (scripts/setup.sh --test)
 
+import apache_beam as beam  # noqa: E402
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline  # noqa: E402
+from apache_beam.testing.util import assert_that, equal_to  # noqa: E402
 from qurate.classifiers.distill import QualityModel, agreement, spearman, train  # noqa: E402
-from qurate.classifiers.quality import keep_decision  # noqa: E402
-from qurate.classifiers.quality_config import QualityConfig  # noqa: E402
+from qurate.classifiers.quality_config import QualityConfig, full_rubric  # noqa: E402
+from qurate.classifiers.quality_stage import STAGE  # noqa: E402
 from qurate.classifiers.rubric import expected_score  # noqa: E402
+from qurate.pipelines.decide import build_stage  # noqa: E402
+from qurate.spec import StageContext  # noqa: E402
 
 # head_dim 32 (vLLM's CPU backend needs >= 32); a wide init so the score distributions differ between docs.
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
@@ -39,8 +44,9 @@ def sample_texts():
 
 
 def judge_cfg(model_dir, **judge) -> QualityConfig:
+    """The tiny judge on all five rubric questions (the K-suffixes-per-prefix path)."""
     return QualityConfig(backend="judge", judge={"model": str(model_dir), "max_doc_tokens": 64, "batch_size": 4,
-                                                 "dtype": "float32", **judge})
+                                                 "dtype": "float32", **judge}, dimensions=full_rubric())
 
 
 def test_expected_score_is_renormalized_over_score_tokens():
@@ -100,22 +106,60 @@ def test_classifier_learns_judge_labels_and_round_trips(tmp_path, sample_texts):
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
-def test_keep_rule_threshold_and_soft_band_are_deterministic():
-    cfg = QualityConfig(threshold=2.0, soft_band=1.0, dimensions=[
-        {"name": "a", "description": "aaa", "weight": 3}, {"name": "b", "description": "bbb", "weight": 1}])
-    assert keep_decision(cfg, 0, "x", {"a": 2.0, "b": 2.0}) == (2.0, None)
-    agg, reason = keep_decision(cfg, 0, "x", {"a": 0.5, "b": 1.0})
-    assert agg == pytest.approx(0.625) and reason.startswith("quality_below_threshold: 0.625")
-    decisions = [keep_decision(cfg, 0, f"doc{i}", {"a": 1.5, "b": 1.5})[1] is None for i in range(400)]
-    assert 140 < sum(decisions) < 260  # keep probability 0.5 inside the band
-    assert decisions == [keep_decision(cfg, 0, f"doc{i}", {"a": 1.5, "b": 1.5})[1] is None for i in range(400)]
+def test_embedding_classifier_learns_labels_round_trips_and_reads_the_length(tmp_path):
+    """MiniLM embedding + length ridge (the bundled classifier's kind): learns a label that depends on what a doc
+    is about (web pages vs Debian files), keeps its predictions through save/load, and its length feature is the
+    whole doc's word count (or the one given)."""
+    from qurate.classifiers.distill import EmbeddingQualityModel, load_model, train_embedding
+
+    with gzip.open(SAMPLE_CORPUS, "rt", encoding="utf-8") as handle:
+        recs = [json.loads(line) for line in handle]
+    web = [r for r in recs if r["source"].startswith("web") and len(r["text"]) > 300][:40]
+    deb = [r for r in recs if r["source"].startswith("debian") and len(r["text"]) > 300][:40]
+    docs = [d for pair in zip(web, deb) for d in pair]  # interleaved: train and test get both kinds
+    texts = [d["text"] for d in docs]
+    labels = np.array([[3.0 if d["source"].startswith("web") else 1.0] for d in docs])
+    model = train_embedding(texts[:60], labels[:60], ["topic"], length_scale=0.0)
+    pred = model.predict(texts[60:])[:, 0]
+    assert spearman(labels[60:, 0], pred) > 0.6
+    path = model.save(tmp_path / "emb.npz")
+    again = load_model(path)
+    assert isinstance(again, EmbeddingQualityModel) and again.dimensions == ["topic"]
+    assert np.allclose(again.predict(texts[60:])[:, 0], pred, atol=1e-4)
+    # With the length feature, the same head with a longer recorded length scores differently (the fitted
+    # weight is positive here because the label follows length: the Debian docs picked are shorter).
+    lengths = [len(t.split()) for t in texts[:60]]
+    longer = train_embedding(texts[:60], np.array([[np.log1p(n)] for n in lengths]), ["size"], length_scale=1.0)
+    short, long_ = longer.predict([texts[0]] * 2, n_words=[10, 10000])[:, 0]
+    assert long_ > short
+    assert longer.predict([texts[0]])[0, 0] == pytest.approx(longer.predict([texts[0]], [lengths[0]])[0, 0])
+
+
+def test_bundled_classifier_is_the_default_and_says_what_it_was_trained_on():
+    from qurate.classifiers.distill import EmbeddingQualityModel, load_model
+    from qurate.classifiers.quality import check_classifier
+    from qurate.classifiers.quality_config import BUNDLED_CLASSIFIER
+
+    cfg = QualityConfig()
+    check_classifier(cfg)
+    model = load_model(BUNDLED_CLASSIFIER)
+    assert isinstance(model, EmbeddingQualityModel)
+    assert model.dimensions == [d.name for d in cfg.dimensions] == ["educational_value"]
+    assert "FineWeb-Edu" in model.meta["provenance"] and model.meta["judge"].startswith("fineweb-edu-classifier")
+    assert model.meta["train_docs"] == 64 and model.meta["heldout_docs"] == 34
+    lesson = ("Photosynthesis is the process by which green plants use sunlight, water and carbon dioxide to make "
+              "glucose and oxygen. It takes place in the chloroplasts, which contain chlorophyll. ") * 8
+    banner = "Accept all cookies. Sign in. Cart (0). Free shipping on orders over $50! Subscribe to our newsletter."
+    scores = model.predict([lesson, banner])[:, 0]
+    assert 0 <= scores.min() and scores.max() <= 5 and scores[0] > scores[1] + 1
 
 
 def test_train_quality_cli_then_quality_stage_filters_a_corpus(tiny_model_dir, tmp_path, capsys):
     """judge -> train -> classify with the tiny judge: the whole distillation loop through the CLI and Beam."""
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
-        f"quality:\n  threshold: 2.6\n  judge:\n    model: {tiny_model_dir}\n    max_doc_tokens: 48\n"
+        f"quality:\n  threshold: 2.6\n  train: {{features: ngrams}}\n  judge:\n    model: {tiny_model_dir}\n"
+        "    max_doc_tokens: 48\n"
         "    batch_size: 8\n", encoding="utf-8")
     model_path = tmp_path / "quality.npz"
     labels = tmp_path / "labels.jsonl"
@@ -143,11 +187,11 @@ def test_train_quality_cli_then_quality_stage_filters_a_corpus(tiny_model_dir, t
         assert set(scores) == set(meta["agreement"]["spearman"]) and row["quality_score"] >= 2.6 - 1e-3
     for row in rejected:
         assert row["stage"] == "quality" and row["reason"].startswith("quality_below_threshold: ")
-        assert row["quality_score"] < 2.6 and len(json.loads(row["quality"])) == 5
+        assert row["quality_score"] < 2.6 and len(json.loads(row["quality"])) == len(QualityConfig().dimensions)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     section = report["stages"]["quality"]
     assert section["summary"]["kept"] == len(kept) and section["summary"]["rejected"] == len(rejected)
-    assert len(section["charts"]) == 6  # one histogram per dimension + the aggregate
+    assert len(section["charts"]) == len(QualityConfig().dimensions) + 1  # one per dimension + the aggregate
     hist = section["charts"][0]["series"]
     assert sum(hist["kept"]) == len(kept) and sum(hist["rejected"]) == len(rejected)
     titles = [t["title"] for t in section["tables"]]
@@ -157,25 +201,29 @@ def test_train_quality_cli_then_quality_stage_filters_a_corpus(tiny_model_dir, t
     assert "Stage: quality" in html and "Held-out agreement with the judge" in html
 
 
-def test_quality_stage_with_the_judge_backend_annotates_like_the_judge(tiny_model_dir, tmp_path):
+def test_quality_stage_with_the_judge_backend_annotates_like_the_judge(tiny_model_dir):
     """backend: judge runs the LLM itself inside Beam (RunInference); scores equal the judge's own."""
     from qurate.classifiers.judge import TransformersJudge
 
     with gzip.open(SAMPLE_CORPUS, "rt", encoding="utf-8") as handle:
         records = [json.loads(line) for _, line in zip(range(30), handle)]
-    corpus = write_jsonl(tmp_path / "corpus.jsonl", records)
-    recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"quality:\n  backend: judge\n  threshold: 2.5\n  judge:\n    model: {tiny_model_dir}\n"
-                      "    max_doc_tokens: 64\n    batch_size: 4\n    dtype: float32\n", encoding="utf-8")
-    out = str(tmp_path / "out")
-    assert run_cli(["run", str(recipe), "--input", str(corpus), "--output", out, "--stages", "quality"]) == 0
-    rows = {r["id"]: r for r in read_rows(out, "docs") + read_rows(out, "rejected")}
-    assert len(rows) == len(records)
+    cfg = judge_cfg(tiny_model_dir, max_doc_tokens=64, batch_size=4).model_copy(update={"threshold": 2.5})
     direct = TransformersJudge(judge_cfg(tiny_model_dir)).score_texts([r["text"] for r in records])
-    for rec, want in zip(records, direct):
-        got = json.loads(rows[rec["id"]]["quality"])
-        assert [got[k] for k in want] == pytest.approx(list(want.values()), abs=1e-3)
-        assert (rows[rec["id"]].get("stage") == "quality") == (np.mean(list(want.values())) < 2.5)
+    want = {r["id"]: s for r, s in zip(records, direct)}
+
+    def check(rows):
+        assert sorted(r["id"] for r in rows) == sorted(want)
+        for row in rows:
+            expected = want[row["id"]]
+            assert [row["quality"][k] for k in expected] == pytest.approx(list(expected.values()), abs=1e-3)
+            assert (row.get("stage") == "quality") == (np.mean(list(expected.values())) < 2.5)
+
+    with BeamPipeline() as p:
+        out = p | beam.Create(records) | build_stage(STAGE, cfg, StageContext())
+        both = (out["kept"], out["rejected"]) | beam.Flatten()
+        assert_that(both | "ScoredList" >> beam.combiners.ToList(), lambda got: check(got[0]),
+                    label="ScoredLikeTheJudge")
+        assert_that(out["dead_letter"], equal_to([]), label="NoDeadLetter")
 
 
 def test_classifier_with_other_dimensions_is_a_clear_error(tmp_path):

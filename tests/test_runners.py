@@ -10,7 +10,7 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 from apache_beam.internal import pickler
-from apache_beam.portability import common_urns
+from apache_beam.portability import common_urns, python_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 from conftest import RUNNER_KINDS, read_rows, rows_digest, run_cli
 
@@ -37,7 +37,8 @@ def _digests(out: Path) -> dict[str, tuple[int, str]]:
 def test_same_rows_on_every_runner(runner_input, tmp_path, runner_args):
     # Small shards, so that which row lands in which shard (and in which order) is compared too.
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("output:\n  shard_tokens: 4000\n  shard_chars: 30000\n")
+    # the input holds 3 bad records of 63 on purpose: allow that dead-letter share
+    recipe.write_text("output:\n  shard_tokens: 4000\n  shard_chars: 30000\nhealth:\n  max_dead_letter_share: 0.1\n")
     results = {}
     for kind in RUNNER_KINDS:
         out = tmp_path / kind
@@ -74,14 +75,14 @@ def test_full_pipeline_round_trips_through_the_runner_api(runner_input, tmp_path
 
     (That the proto also runs to the same rows is shown above: the portable runner executes the pipeline from its
     Runner API proto, in a worker that unpickles every DoFn from it.)"""
-    from qurate.pipelines import stages
+    from qurate.pipelines import registry
     from qurate.pipelines.recipe import load_recipe
     from qurate.pipelines.run import build_pipeline, plan_run
     from qurate.pipelines.runners import make_pipeline, pipeline_options
 
     recipe = load_recipe(None, {"input.paths": [str(runner_input)]})
     plan = plan_run(recipe, out_dir=str(tmp_path / "round_trip"))
-    assert plan.stage_names == stages.available()
+    assert plan.stage_names == [spec.name for spec in registry.resolve(None)]
     options = pipeline_options([])
     pipeline = make_pipeline(options)
     build_pipeline(pipeline, plan)
@@ -96,6 +97,8 @@ def test_full_pipeline_round_trips_through_the_runner_api(runner_input, tmp_path
     for t in proto.components.transforms.values():
         if t.spec.urn == common_urns.primitives.PAR_DO.urn:
             payload = beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
+            if payload.do_fn.urn != python_urns.PICKLED_DOFN_INFO:
+                continue  # a DoFn the SDK names by URN (e.g. CombineGlobally's key-with-none), nothing pickled
             pickler.loads(payload.do_fn.payload)
             n += 1
     assert n >= len(plan.stage_names)

@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from qurate.pipelines.tokenizer import HFTokenizer, QwenTiktoken, load_tokenizer, qwen_tokenizer_json
+from qurate.tokenizer import HFTokenizer, QwenTiktoken, load_tokenizer, qwen_tokenizer_json
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipelines" / "data" / "sample_corpus.jsonl.gz"
 EOS = 151643

@@ -12,11 +12,12 @@ import sys
 
 def main() -> None:
     from qurate.classifiers.judge import VLLMJudge
-    from qurate.classifiers.quality_config import QualityConfig
+    from qurate.classifiers.quality_config import QualityConfig, full_rubric
 
     model_dir, texts_path, out_path = sys.argv[1:4]
     cfg = QualityConfig(backend="judge", judge={"engine": "vllm", "model": model_dir, "max_doc_tokens": 64,
-                                                "batch_size": 4, "dtype": "float32", "enforce_eager": True})
+                                                "batch_size": 4, "dtype": "float32", "enforce_eager": True},
+                        dimensions=full_rubric())
     with open(texts_path, encoding="utf-8") as handle:
         texts = json.load(handle)
     scores = VLLMJudge(cfg).score_texts(texts)

@@ -1,0 +1,77 @@
+"""Peak memory of the domains stage's workers on the bundled sample and on a corpus 10x larger.
+
+The rebalancing graph must not pull the corpus into one worker: its combiners hold one token count and one
+fixed-size histogram per key, its side input one plan per key. This runs ``qurate run --stages domains`` on the
+DirectRunner in multi-processing mode (2 worker processes) over the sample (N docs) and over the sample copied 10
+times with new ids (10 N docs), each run in a fresh subprocess, and reports the peak resident memory of the
+largest worker process (``RUSAGE_CHILDREN`` of the process that runs the pipeline: its workers are its children)
+and of the launcher itself (where the DirectRunner keeps the data between steps; a cluster runner does not).
+
+    python bench/domains_scaling.py
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "pipelines" / "data" / "sample_corpus.jsonl.gz"
+
+CHILD = r"""
+import json, resource, sys
+from qurate.pipelines.cli import main
+code = main(["run", "--input", sys.argv[1], "--output", sys.argv[2], "--stages", sys.argv[3],
+             "--direct_num_workers", "2", "--direct_running_mode", "multi_processing"])
+print(json.dumps({"code": code,
+                  "workers_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "launcher_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def make_corpus(path: Path, copies: int) -> int:
+    with gzip.open(SAMPLE, "rt", encoding="utf-8") as handle:
+        docs = [json.loads(line) for line in handle if line.strip()]
+    with open(path, "w", encoding="utf-8") as out:
+        for c in range(copies):
+            for d in docs:
+                out.write(json.dumps({**d, "id": f"{d['id']}#{c}"}, ensure_ascii=False) + "\n")
+    return len(docs) * copies
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stages", default="domains", help="stage list to run (e.g. heuristics: a baseline that "
+                        "holds nothing per key, to tell the runner's own growth from the stage's)")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for copies in (1, 10):
+            corpus = Path(tmp) / f"corpus_x{copies}.jsonl"
+            n = make_corpus(corpus, copies)
+            started = time.monotonic()
+            out = subprocess.run([sys.executable, "-c", CHILD, str(corpus), str(Path(tmp) / f"out{copies}"), args.stages],
+                                 capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            seconds = time.monotonic() - started
+            if out.returncode:
+                sys.exit(f"run x{copies} failed: {out.stderr[-2000:]}")
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            res.update(docs=n, seconds=seconds)
+            results.append(res)
+            print(f"{args.stages}: x{copies:<3} {n:>7,} docs  {seconds:>6.0f} s  largest worker peak {res['workers_peak_mb']:>6.0f} MB  "
+                  f"launcher peak {res['launcher_peak_mb']:>6.0f} MB", flush=True)
+    a, b = results
+    print(f"10x corpus: largest worker peak {100 * (b['workers_peak_mb'] / a['workers_peak_mb'] - 1):+.1f} %, "
+          f"launcher {100 * (b['launcher_peak_mb'] / a['launcher_peak_mb'] - 1):+.1f} %")
+
+
+if __name__ == "__main__":
+    main()

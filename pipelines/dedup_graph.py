@@ -1,0 +1,268 @@
+"""The dedup stage's Beam graph: exact + MinHash-LSH near-duplicate removal with no step that gathers the corpus.
+
+    docs ─Sign─▶ SignRecord (node key, exact hash, band keys, 8-bit sketch)     batched numpy MinHash
+         ─ExactGroups─▶ one vertex per distinct text (its best copy); copies learn their vertex
+         ─LSHCandidates─▶ per band bucket, pairs (member, one of the bucket's k smallest vertices), verified
+                          against the threshold on their sketches (two joins bring both sketches)
+         ─ConnectedComponents─▶ (large-star ▶ small-star) x max_rounds ▶ label = smallest vertex; per cluster the
+                                survivor (= the label) and every member's Jaccard to it
+         ─Decide─▶ per doc a Decision (keep / near / exact), joined on small records only
+         ─ApplyDecisions─▶ kept (``dedup_cluster``) / rejected with the reason
+
+All per-key logic lives in ``qurate.dedup.stage``; here are only the groupings. Texts never enter a shuffle: the
+docs meet their decisions through a side input holding only the clustered docs' decisions (a few small fields
+each), so the runner does not buffer every text once more for a join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import apache_beam as beam
+from qurate.dedup import components, stage
+from qurate.dedup.config import DedupConfig
+from qurate.dedup.signatures import Signer
+from qurate.doc import Doc, doc_dead_letter
+from qurate.pipelines.batching import BatchingDoFn
+from qurate.spec import StageContext
+from qurate.verdicts import error_text, run_batch
+
+# The stage-output tags of ``qurate.pipelines.decide`` (not imported here: it loads RunInference, and with it torch,
+# into every worker that unpickles this graph: +210 MB per process).
+KEPT, REJECTED, DEAD_LETTER, STATS = "kept", "rejected", "dead_letter", "stats"
+RECS = "recs"
+
+
+def _routed(fn: Callable[..., Iterable[Any]]) -> Callable[..., Iterable[Any]]:
+    """``fn``'s outputs with its ``Stat`` records sent to the stats output."""
+    def run(*args: Any) -> Iterable[Any]:
+        for out in fn(*args):
+            if isinstance(out, stage.Stat):
+                yield beam.pvalue.TaggedOutput(STATS, (out.key, out.value))
+            else:
+                yield out
+    return run
+
+
+def _per_key(fn: Callable[..., Iterable[Any]], *tags: str) -> Callable[[tuple[str, Any]], Iterable[Any]]:
+    """A CoGroupByKey result ``(key, {tag: values})`` as ``fn(key, *values per tag)``, stats routed."""
+    routed = _routed(fn)
+    return lambda item: routed(item[0], *(item[1][t] for t in tags))
+
+
+class _SignFn(BatchingDoFn):
+    """Batches of docs -> main ``(node key, doc)``, ``recs`` SignRecord; a doc that breaks signing is
+    dead-lettered alone (the batch is retried doc by doc)."""
+
+    def __init__(self, config: DedupConfig, params: stage.SignParams):
+        super().__init__(config.batch_size)
+        self._config, self._params = config, params
+        self._signer: Signer | None = None
+
+    def setup(self) -> None:
+        if self._params.near:
+            self._signer = Signer(self._config.num_perm, self._config.minhash_seed, self._config.shingle_spec())
+
+    def handle_batch(self, docs: list[Doc]):
+        records = run_batch(lambda batch: stage.sign(list(batch), self._signer, self._params),
+                            lambda doc: stage.sign([doc], self._signer, self._params)[0], docs)
+        for doc, rec in zip(docs, records):
+            if isinstance(rec, BaseException):
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, doc_dead_letter(stage.NAME, error_text(rec), doc,
+                                                                            type(rec).__name__))
+            else:
+                yield rec.key, doc
+                yield beam.pvalue.TaggedOutput(RECS, rec)
+
+
+class Sign(beam.PTransform):
+    def __init__(self, config: DedupConfig, params: stage.SignParams):
+        super().__init__()
+        self.config, self.params = config, params
+
+    def expand(self, docs):
+        return docs | beam.ParDo(_SignFn(self.config, self.params)).with_outputs(RECS, DEAD_LETTER, main="docs")
+
+
+class _BestCopy(beam.CombineFn):
+    """Per exact hash: the CopyGroup (best copy, its signature, number of copies)."""
+
+    def create_accumulator(self) -> stage.CopyGroup:
+        return stage.EMPTY_GROUP
+
+    def add_input(self, acc: stage.CopyGroup, rec: stage.SignRecord) -> stage.CopyGroup:
+        return stage.merge_groups(acc, stage.CopyGroup(rec.key, rec.near, 1))
+
+    def merge_accumulators(self, accs: Iterable[stage.CopyGroup]) -> stage.CopyGroup:
+        out = stage.EMPTY_GROUP
+        for acc in accs:
+            out = stage.merge_groups(out, acc)
+        return out
+
+    def extract_output(self, acc: stage.CopyGroup) -> stage.CopyGroup:
+        return acc
+
+
+class ExactGroups(beam.PTransform):
+    """SignRecords -> ``vertices`` (vertex, CopyGroup) and ``members`` (vertex, copy's node key)."""
+
+    def expand(self, recs):
+        groups = recs | "ByText" >> beam.Map(lambda r: (r.text_hash, r)) | "BestCopy" >> beam.CombinePerKey(_BestCopy())
+        members = (
+            {"group": groups, "member": recs | "MemberByText" >> beam.Map(lambda r: (r.text_hash, r.key))}
+            | "JoinCopies" >> beam.CoGroupByKey()
+            | "Copies" >> beam.FlatMap(_per_key(lambda _h, g, m: stage.exact_members(g, m), "group", "member"))
+            .with_outputs(STATS, main="members")
+        )
+        return {"vertices": groups | "Vertex" >> beam.Map(lambda kv: (kv[1].best, kv[1])),
+                "members": members["members"], STATS: members[STATS]}
+
+
+class _Distinct(beam.PTransform):
+    """Distinct elements via a combiner (duplicates collapse before the shuffle)."""
+
+    def expand(self, pcoll):
+        return (pcoll | "Key" >> beam.Map(lambda x: (x, None))
+                | "One" >> beam.CombinePerKey(lambda _values: None) | "Keys" >> beam.Keys())
+
+
+class LSHCandidates(beam.PTransform):
+    """Vertices -> ``edges`` (hi, lo): bucket pairs, verified on their sketches when ``verify`` is on."""
+
+    def __init__(self, config: DedupConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, vertices):
+        cfg, threshold = self.config, self.config.edge_threshold()
+        buckets = (
+            vertices
+            | "Bands" >> beam.FlatMap(lambda kv: stage.band_records(*kv))
+            | "ByBand" >> beam.GroupByKey()
+            | "Candidates" >> beam.FlatMap(_routed(lambda kv, k: stage.bucket_candidates(kv[1], k)),
+                                           cfg.verify_anchors if cfg.verify else 1).with_outputs(STATS, main="pairs")
+        )
+        pairs = buckets["pairs"] | "DistinctCandidates" >> _Distinct()
+        if not cfg.verify:
+            return {"edges": pairs, STATS: buckets[STATS]}
+        # Sketches travel only with candidate pairs (two joins), not with every band record.
+        sketches = vertices | "Sketch" >> beam.Map(lambda kv: (kv[0], kv[1].near.sketch))
+        scored = (
+            {"sketch": sketches, "anchor": pairs}
+            | "JoinMember" >> beam.CoGroupByKey()
+            | "MemberSketch" >> beam.FlatMap(_per_key(stage.with_member_sketch, "sketch", "anchor"))
+        )
+        scored = (
+            {"sketch": sketches, "member": scored}
+            | "JoinAnchor" >> beam.CoGroupByKey()
+            | "Verify" >> beam.FlatMap(_per_key(stage.verify, "sketch", "member"))
+        )
+        stats = scored | "CandidateStats" >> beam.Map(lambda c, t: tuple(stage.candidate_stat(c, t)), threshold)
+        edges = (scored | "Verified" >> beam.Filter(lambda c, t: c.score >= t, threshold)
+                 | "Edge" >> beam.Map(lambda c: (c.member, c.anchor)))
+        return {"edges": edges, STATS: (buckets[STATS], stats) | "LSHStats" >> beam.Flatten()}
+
+
+class _Round(beam.PTransform):
+    """One large-star then one small-star round over ``(hi, lo)`` edges."""
+
+    def expand(self, edges):
+        large = (
+            edges
+            | "BothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
+            | "ByVertexL" >> beam.GroupByKey()
+            | "LargeStar" >> beam.FlatMap(lambda kv: components.large_star(kv[0], kv[1]))
+            | "DistinctL" >> _Distinct()
+        )
+        return (
+            large
+            | "ByLarger" >> beam.GroupByKey()
+            | "SmallStar" >> beam.FlatMap(lambda kv: components.small_star(kv[0], kv[1]))
+            | "DistinctS" >> _Distinct()
+        )
+
+
+class ConnectedComponents(beam.PTransform):
+    """Edges + vertices -> ``near`` (vertex, NearDecision): cluster survivor and Jaccard to it."""
+
+    def __init__(self, config: DedupConfig, bands: int, rows: int):
+        super().__init__()
+        self.config, self.bands, self.rows = config, bands, rows
+
+    def expand(self, inputs):
+        edges, vertices = inputs
+        for index in range(self.config.max_rounds):
+            edges = edges | f"Round{index + 1:02d}" >> _Round()
+        labels = (
+            edges
+            | "FinalBothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
+            | "FinalByVertex" >> beam.GroupByKey()
+            | "Label" >> beam.FlatMap(_routed(lambda kv: stage.label(*kv))).with_outputs(STATS, main="labels")
+        )
+        clusters = (
+            {"group": vertices, "label": labels["labels"]}
+            | "JoinLabels" >> beam.CoGroupByKey()
+            | "ToCluster" >> beam.FlatMap(_per_key(stage.to_cluster, "group", "label"))
+            | "ByCluster" >> beam.GroupByKey()
+            | "Cluster" >> beam.FlatMap(_routed(lambda kv, b, r: stage.cluster_decisions(kv[0], kv[1], b, r)),
+                                        self.bands, self.rows).with_outputs(STATS, main="near")
+        )
+        return {"near": clusters["near"], STATS: (labels[STATS], clusters[STATS]) | "CCStats" >> beam.Flatten()}
+
+
+class ApplyDecisions(beam.PTransform):
+    """``(node key, doc)`` + decisions -> kept / rejected. Decisions (small records, clustered docs only) reach
+    the docs as a side input, so texts are not shuffled."""
+
+    def __init__(self, decisions):
+        super().__init__()
+        self.decisions = decisions
+
+    def expand(self, keyed_docs):
+        def apply(kv, table):
+            kept, record = stage.apply_decision(kv[1], table.get(kv[0]))
+            yield record if kept else beam.pvalue.TaggedOutput(REJECTED, record)
+
+        return keyed_docs | "Apply" >> beam.FlatMap(apply, beam.pvalue.AsDict(self.decisions)).with_outputs(
+            REJECTED, main=KEPT)
+
+
+class Dedup(beam.PTransform):
+    def __init__(self, config: DedupConfig):
+        super().__init__(label=stage.NAME)
+        self.config = config
+        self.params = stage.sign_params(config)  # (bands, rows) once per run, not per batch
+
+    def expand(self, docs):
+        cfg, stats = self.config, []
+        signed = docs | "Sign" >> Sign(cfg, self.params)
+        exact = signed[RECS] | "ExactGroups" >> ExactGroups()
+        stats.append(exact[STATS])
+        # Exact only: a vertex with no "near" input decides as a cluster of its copies.
+        decide_in: dict[str, Any] = {"member": exact["members"]}
+        if cfg.near:
+            lsh = exact["vertices"] | "LSHCandidates" >> LSHCandidates(cfg)
+            cc = (lsh["edges"], exact["vertices"]) | "ConnectedComponents" >> ConnectedComponents(
+                cfg, self.params.bands, self.params.rows)
+            decide_in["near"] = cc["near"]
+            stats += [lsh[STATS], cc[STATS]]
+        decided = (
+            decide_in
+            | "JoinVertex" >> beam.CoGroupByKey()
+            | "Decide" >> beam.FlatMap(_per_key(stage.decide, *decide_in)).with_outputs(STATS, main="decisions")
+        )
+        unique = (
+            {"decision": decided["decisions"], "doc": signed[RECS] | "DocKeys" >> beam.Map(lambda r: (r.key, 1))}
+            | "JoinKeys" >> beam.CoGroupByKey()
+            | "Unique" >> beam.FlatMap(_per_key(stage.unique_decision, "decision", "doc"))
+            .with_outputs(STATS, main="decisions")
+        )
+        applied = signed["docs"] | "ApplyDecisions" >> ApplyDecisions(unique["decisions"])
+        stats += [decided[STATS], unique[STATS]]
+        return {KEPT: applied[KEPT], REJECTED: applied[REJECTED], DEAD_LETTER: signed[DEAD_LETTER],
+                STATS: stats | "AllStats" >> beam.Flatten()}
+
+
+def build(config: DedupConfig, ctx: StageContext) -> beam.PTransform:
+    return Dedup(config)
