@@ -16,6 +16,7 @@ whose answers are all cached never loads a model. Heavy imports happen in constr
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import os
@@ -66,15 +67,16 @@ def encode_chat(tokenizer: Any, msgs: Sequence[dict[str, str]]) -> list[int]:
     return ids + tokenizer.encode(rest, add_special_tokens=False)
 
 
-class Engine:
+class Engine(abc.ABC):
     """``generate(requests) -> completions`` (the engine's own batching); raises for the whole batch."""
 
     name = "base"
 
+    @abc.abstractmethod
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        raise NotImplementedError
+        """One completion per request, in order."""
 
-    def validate(self, request: Request) -> None:
+    def validate(self, request: Request) -> None:  # noqa: B027 - optional hook; most engines run any request
         """Raises for a request the engine cannot run (checked one by one, so it does not fail its batch)."""
 
 
@@ -114,7 +116,7 @@ class TransformersGenerator(Engine):
 
         self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
-    def validate(self, request: Request) -> None:
+    def validate(self, request: Request) -> None:  # noqa: B027 - optional hook; most engines run any request
         self.prompt_ids(request)
 
     def prompt_ids(self, request: Request) -> list[int]:
