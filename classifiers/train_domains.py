@@ -82,7 +82,15 @@ def _train_axis(texts: list[str], labels: list[str], out: Path, params: dict[str
             handle.write(f"__label__{label} {fasttext_line(text, MAX_CHARS)}\n")
         train_file = handle.name
     try:
-        model = fasttext.train_supervised(input=train_file, verbose=0, **params)
+        lr = params["lr"]
+        for attempt in range(4):
+            try:
+                model = fasttext.train_supervised(input=train_file, verbose=0, **{**params, "lr": lr})
+                break
+            except RuntimeError as err:  # fastText's SGD can diverge on small label sets: retry gentler
+                if "NaN" not in str(err) or attempt == 3:
+                    raise
+                lr /= 2
         if quantize:  # product quantization: a model 10x smaller; costs minutes of k-means at training time
             model.quantize(input=train_file, qnorm=True, retrain=True, cutoff=50_000, verbose=0)
     finally:

@@ -18,13 +18,15 @@ CARD_FILE = "mixture/README.md"
 
 def dead_letter_reasons(out_dir: str, top: int = 5) -> list[tuple[str, int]]:
     """The most frequent dead-letter errors (stage: first line of the error), read from OUT/dead_letter."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     found = FileSystems.match([FileSystems.join(out_dir, "dead_letter", "**.parquet")])[0].metadata_list
     counts: Counter[str] = Counter()
     for meta in found:
         with FileSystems.open(meta.path) as handle:
-            table = pq.read_table(handle, columns=["stage", "error"])
+            # whole file in memory, no reader threads: pyarrow threads still alive at exit abort the process
+            table = pq.read_table(pa.BufferReader(handle.read()), columns=["stage", "error"], use_threads=False)
         for stage, error in zip(table.column("stage").to_pylist(), table.column("error").to_pylist()):
             first = (error or "").strip().splitlines()[0] if (error or "").strip() else "(no error text)"
             counts[f"{stage}: {first[:200]}"] += 1

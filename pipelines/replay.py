@@ -62,6 +62,7 @@ def source_run(out_dir: str, recipe_path: str | None = None) -> tuple[Recipe, li
 
 def dead_letter_rows(out_dir: str) -> list[dict[str, Any]]:
     """Every dead-letter entry of a run, in file order."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     pattern = FileSystems.join(out_dir, "dead_letter", "*.parquet")
@@ -69,7 +70,7 @@ def dead_letter_rows(out_dir: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for path in paths:
         with FileSystems.open(path) as handle:
-            rows.extend(pq.read_table(handle).to_pylist())
+            rows.extend(pq.read_table(pa.BufferReader(handle.read()), use_threads=False).to_pylist())
     return rows
 
 

@@ -147,12 +147,13 @@ def build_report(out_dir: str, manifest: dict[str, Any] | None = None) -> dict[s
 
 def _parquet_columns(out_dir: str, sink: str, columns: list[str]):
     """Yields the given columns (as Python lists) of every ``OUT/<sink>/**.parquet`` shard."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     pattern = FileSystems.join(out_dir, sink, "**.parquet")
     for meta in sorted(FileSystems.match([pattern])[0].metadata_list, key=lambda m: m.path):
         with FileSystems.open(meta.path) as handle:
-            table = pq.read_table(handle, columns=columns)
+            table = pq.read_table(pa.BufferReader(handle.read()), columns=columns, use_threads=False)
         yield {name: table.column(name).to_pylist() for name in columns}
 
 
