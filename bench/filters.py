@@ -11,7 +11,13 @@ same documents, side by side (same machine, one after the other), printing docs/
 Both get the input as N Parquet files. qurate does more per doc (chunked LID, lingua second opinion, measured
 values in reasons); the heuristic decisions are the same for the same language label.
 
+``--rules-only``: the heuristic rules alone, in this one process, on the same docs with the same language labels
+(qurate's LID, computed once): datatrove's four filter objects in a row (as qurate ran them before issue 17)
+against qurate's ``HeuristicsDecider.check_rules`` (the one-pass rules of ``filters/heuristics_rules.py`` plus the
+measured value of each rejection); alternating, best of ``--repeat``; also checks the first failing rules agree.
+
     .venv/bin/python bench/filters.py [--input corpus.jsonl[.gz]] [--workers 2] [--docs N] [--repeat 2]
+    .venv/bin/python bench/filters.py --rules-only [--input ...] [--docs N] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -159,13 +165,74 @@ def run_datatrove(in_dir: Path, out_dir: Path, workers: int) -> dict[str, int]:
     return {"docs": count(out_dir / "docs"), "rejected": count(out_dir / "rejected")}
 
 
+def rules_only(src: Path, limit: int | None, repeat: int) -> None:
+    """datatrove's filter objects vs qurate's one-pass rules on the same docs and labels, in this process."""
+    from datatrove.data import Document
+    from datatrove.pipeline.filters.base_filter import get_filter_result
+    from qurate.filters.heuristics import HeuristicsConfig, HeuristicsDecider, build_filter
+    from qurate.filters.langid import LangIdConfig, LanguageIdentifier
+
+    opener = gzip.open if src.suffix == ".gz" else open
+    with opener(src, "rt", encoding="utf-8") as handle:
+        docs = [json.loads(line) for line in handle if line.strip()][:limit]
+    lid = LanguageIdentifier(LangIdConfig())
+    for doc, res in zip(docs, lid.identify_batch([d["text"] for d in docs])):
+        doc["lang"] = res.lang
+    cfg = HeuristicsConfig()
+    decider = HeuristicsDecider(cfg)
+    decider.setup()
+    filters: dict = {}
+
+    def datatrove() -> list:
+        out = []
+        for doc in docs:  # what HeuristicsDecider did before: datatrove's filters on one Document, in order
+            source, lang, failed = doc.get("source"), doc["lang"], None
+            text = doc["text"]
+            if not text.strip():
+                out.append("heuristics.empty")
+                continue
+            ddoc = Document(text=text, id=str(doc["id"]))
+            for family in cfg.families_for(source):
+                filt = filters.get((family, lang))
+                if filt is None:
+                    filt = filters[family, lang] = build_filter(family, cfg.params_for(family, lang), lang)
+                keep, reason = get_filter_result(filt.filter(ddoc))
+                if not keep:
+                    failed = f"{family}.{reason.removeprefix('gopher_')}"
+                    break
+            out.append(failed)
+        return out
+
+    def qurate() -> list:
+        return [None if (r := decider.check_rules(doc)) is None else r[0] for doc in docs]
+
+    best: dict[str, float] = {}
+    answers = {}
+    for i in range(repeat):
+        for name, run in [("datatrove", datatrove), ("qurate", qurate)][:: 1 if i % 2 == 0 else -1]:
+            started = time.perf_counter()
+            answers[name] = run()
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+    same = sum(a == b for a, b in zip(answers["datatrove"], answers["qurate"]))
+    print(f"heuristic rules alone: {len(docs)} docs from {src.name}, one process, best of {repeat} (alternating)")
+    for name, seconds in best.items():
+        print(f"  {name:<10} {seconds:7.2f} s  {len(docs) / seconds:8.1f} docs/s")
+    print(f"  ratio qurate / datatrove docs/s: {best['datatrove'] / best['qurate']:.2f}x; "
+          f"same first failing rule on {same}/{len(docs)} docs, {sum(a is not None for a in answers['qurate'])} "
+          "rejected")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, default=SAMPLE)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--docs", type=int, default=None)
     parser.add_argument("--repeat", type=int, default=2, help="runs per side, alternating order; best kept")
+    parser.add_argument("--rules-only", action="store_true", help="the heuristic rules alone, in one process")
     args = parser.parse_args()
+    if args.rules_only:
+        rules_only(args.input, args.docs, args.repeat)
+        return
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)

@@ -2,7 +2,8 @@
 
 Sources (nothing written by the qurate team; provenance in ``bench/data/domains/README.md``):
 - the team's shared corpus sample (``shared/data/corpus_sample.jsonl``), only documents that are NOT in the bundled
-  sample corpus (the distilled classifier is trained on that one), from sources whose origin fixes the label:
+  sample corpus, from sources whose origin fixes the label (the bundled distilled classifier's teacher labels
+  cover the bundled sample and the rest of the shared corpus except these docs; a test checks it):
   Debian copyright files -> crime_law / legal_notice; manpages-dev (C library and system-call pages) ->
   software_dev / documentation; the other man pages (commands, files, admin; English and 4 translations) ->
   software / documentation; the Python 3.11 documentation -> software_dev / documentation;

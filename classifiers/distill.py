@@ -75,6 +75,25 @@ def featurize(texts: Sequence[str], bits: int, max_words: int):
                              shape=(len(texts), 1 << bits))
 
 
+
+def save_npz(path: str | Path, meta: dict[str, Any], **arrays: np.ndarray) -> Path:
+    """A model file: compressed arrays plus its JSON ``meta`` (format tag, settings, training provenance)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:  # a file handle: np.savez would append ".npz" to other names
+        np.savez_compressed(handle, **arrays, meta=np.array(json.dumps(meta, sort_keys=True)))
+    return path
+
+
+def load_npz(path: str | Path, fmt: str, what: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(meta, arrays)`` of a file written by :func:`save_npz`; a file of another format is a ValueError."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        if meta.get("format") != fmt:
+            raise ValueError(f"{path} is not a qurate {what} (format {meta.get('format')!r})")
+        return meta, {name: data[name] for name in data.files if name != "meta"}
+
+
 @dataclass
 class QualityModel:
     dimensions: list[str]
@@ -94,25 +113,17 @@ class QualityModel:
         return [dict(zip(self.dimensions, (float(v) for v in row))) for row in self.predict(texts)]
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.meta, "format": FORMAT, "dimensions": self.dimensions, "bits": self.bits,
                 "max_words": self.max_words}
-        with open(path, "wb") as handle:  # a file handle: np.savez would append ".npz" to other names
-            np.savez_compressed(handle, buckets=self.buckets.astype(np.int32 if self.bits < 31 else np.int64),
-                                weights=self.weights.astype(np.float16), intercepts=self.intercepts,
-                                meta=np.array(json.dumps(meta, sort_keys=True)))
-        return path
+        return save_npz(path, meta, buckets=self.buckets.astype(np.int32 if self.bits < 31 else np.int64),
+                        weights=self.weights.astype(np.float16), intercepts=self.intercepts)
 
     @classmethod
     def load(cls, path: str | Path) -> QualityModel:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a qurate quality classifier (format {meta.get('format')!r})")
-            return cls(list(meta["dimensions"]), int(meta["bits"]), int(meta["max_words"]),
-                       data["buckets"].astype(np.int64),
-                       data["weights"].astype(np.float32), data["intercepts"].astype(np.float32), meta)
+        meta, data = load_npz(path, FORMAT, "quality classifier")
+        return cls(list(meta["dimensions"]), int(meta["bits"]), int(meta["max_words"]),
+                   data["buckets"].astype(np.int64),
+                   data["weights"].astype(np.float32), data["intercepts"].astype(np.float32), meta)
 
 
 def train(texts: Sequence[str], labels: np.ndarray, dimensions: list[str], bits: int = 18,
@@ -222,24 +233,16 @@ class EmbeddingQualityModel:
         return [dict(zip(self.dimensions, (float(v) for v in row))) for row in self.predict(texts)]
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.meta, "format": EMBED_FORMAT, "dimensions": self.dimensions, "encoder": MINILM,
                 "max_tokens": self.max_tokens, "length_scale": self.length_scale}
-        with open(path, "wb") as handle:
-            np.savez_compressed(handle, weights=self.weights.astype(np.float32),
-                                intercepts=self.intercepts.astype(np.float32),
-                                meta=np.array(json.dumps(meta, sort_keys=True)))
-        return path
+        return save_npz(path, meta, weights=self.weights.astype(np.float32),
+                        intercepts=self.intercepts.astype(np.float32))
 
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingQualityModel:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != EMBED_FORMAT:
-                raise ValueError(f"{path} is not a qurate embedding quality classifier ({meta.get('format')!r})")
-            return cls(list(meta["dimensions"]), int(meta["max_tokens"]), float(meta["length_scale"]),
-                       data["weights"].astype(np.float32), data["intercepts"].astype(np.float32), meta)
+        meta, data = load_npz(path, EMBED_FORMAT, "embedding quality classifier")
+        return cls(list(meta["dimensions"]), int(meta["max_tokens"]), float(meta["length_scale"]),
+                   data["weights"].astype(np.float32), data["intercepts"].astype(np.float32), meta)
 
 
 def train_embedding(texts: Sequence[str], labels: np.ndarray, dimensions: list[str], l2: float = 0.3,

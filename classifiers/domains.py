@@ -77,7 +77,8 @@ class SourceRule(Section):
 
 class ClassifierConfig(Section):
     kind: Literal["distilled", "embedding", "judge"] = Field(
-        "distilled", description="distilled: fastText trained by `qurate train-domains` (fast, CPU); embedding: "
+        "distilled", description="distilled: a student trained by `qurate train-domains` (static-embedding or "
+                                 "fastText; fast, CPU); embedding: "
                                  "zero-shot sentence embeddings vs the label descriptions; judge: an LLM's "
                                  "next-token distribution over label codes")
     path: str | None = Field(None, description="distilled model (its .json metadata file); null: the bundled one")
@@ -229,7 +230,7 @@ def load_classifier(cfg: DomainsConfig) -> Any:
     topics = [(t.name, t.description) for t in cfg.topics]
     formats = [(f.name, f.description) for f in cfg.formats]
     if c.kind == "distilled":
-        model = dc.DistilledClassifier(c.path)
+        model = dc.load_distilled(c.path)
         if model.topics != [t for t, _ in topics] or model.formats != [f for f, _ in formats]:
             raise ValueError(f"domain classifier {model.name} was trained on another taxonomy; retrain it with "
                              "`qurate train-domains`")
@@ -249,13 +250,14 @@ def check(config: DomainsConfig, ctx: StageContext) -> None:
     c = config.classifier
     if c.kind == "distilled":
         from qurate.classifiers.domain_classifiers import BUNDLED_DISTILLED, FASTTEXT_FORMAT
+        from qurate.classifiers.domain_static import STATIC_FORMAT
 
         path = Path(c.path) if c.path else BUNDLED_DISTILLED
         if not path.exists():
             raise ValueError(f"bad value for 'domains.classifier.path': {path} does not exist (train one with "
                              "`qurate train-domains`)")
         meta = json.loads(path.read_text(encoding="utf-8"))
-        if meta.get("format") != FASTTEXT_FORMAT:
+        if meta.get("format") not in (FASTTEXT_FORMAT, STATIC_FORMAT):
             raise ValueError(f"bad value for 'domains.classifier.path': {path} is not a domain classifier")
         if meta["topics"] != config.topic_names() or meta["formats"] != config.format_names():
             raise ValueError(f"bad value for 'domains.classifier.path': {path} was trained on another taxonomy; "
@@ -560,7 +562,7 @@ def report(stats: Stats, cfg: DomainsConfig) -> dict[str, Any] | None:
 def classifier_name(cfg: DomainsConfig) -> str:
     c = cfg.classifier
     if c.kind == "distilled":
-        return f"distilled fastText ({c.path or 'bundled'})"
+        return f"distilled ({c.path or 'bundled'})"
     if c.kind == "embedding":
         return f"embedding zero-shot ({c.embedding_model}, T={c.temperature})"
     return f"LLM judge ({c.judge.model})"

@@ -156,12 +156,8 @@ class TransformersJudge(Judge):
             # 2. The K suffixes of every doc against its cache, repeated K times (rows b*K .. b*K+K-1).
             cache.batch_repeat_interleave(n_dims)
             suffixes = [s for p in prompts for s in p.suffixes]
-            swidth = max(len(s) for s in suffixes)
-            sids = torch.full((len(suffixes), swidth), self.pad_id, dtype=torch.long)
-            smask = torch.zeros((len(suffixes), swidth), dtype=torch.long)
-            for r, s in enumerate(suffixes):
-                sids[r, : len(s)] = torch.tensor(s)
-                smask[r, : len(s)] = 1
+            sids, smask = right_padded(torch, suffixes, self.pad_id)
+            swidth = sids.shape[1]
             sids, smask = sids.to(dev), smask.to(dev)
             full_mask = torch.cat([mask.repeat_interleave(n_dims, 0), smask], dim=1)
             start = mask.sum(-1).repeat_interleave(n_dims)[:, None]
@@ -200,31 +196,50 @@ def load_transformers_model(cfg: JudgeConfig) -> Any:
     return model.to(device)
 
 
+def vllm_engine(cfg: Any, model_path: str, **extra: Any) -> Any:
+    """An in-process ``vllm.LLM`` from a judge's or generator's engine settings (``dtype``, ``enforce_eager``,
+    ``gpu_memory_utilization``; ``max_context`` where the config has one). Seeded: same prompts, same answers."""
+    from vllm import LLM
+
+    kwargs: dict[str, Any] = {"seed": 0, "enforce_eager": cfg.enforce_eager, **extra}
+    if cfg.dtype != "auto":
+        kwargs["dtype"] = cfg.dtype
+    if getattr(cfg, "max_context", None):
+        kwargs["max_model_len"] = cfg.max_context
+    try:
+        import torch
+
+        if torch.cuda.is_available():  # the CPU build of vLLM rejects the GPU memory fraction
+            kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    except ImportError:
+        pass
+    return LLM(model=model_path, tokenizer=cfg.tokenizer or model_path, **kwargs)
+
+
+def right_padded(torch: Any, rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """``(ids, mask)`` long tensors for token-id rows padded on the right with ``pad_id``."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = torch.tensor(row)
+        mask[r, : len(row)] = 1
+    return ids, mask
+
+
 class VLLMJudge(Judge):
     """vLLM in-process; the K prompts of a document share its prefix, computed once by the prefix cache."""
 
     engine = "vllm"
 
     def __init__(self, quality: QualityConfig, llm: Any = None, tokenizer: Any = None):
-        from vllm import LLM, SamplingParams
+        from vllm import SamplingParams
 
         cfg = quality.judge
         model_path, _ = resolve_model(cfg)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)
         super().__init__(quality, tokenizer)
-        if llm is None:
-            kwargs: dict[str, Any] = {"enable_prefix_caching": True, "seed": 0, "enforce_eager": cfg.enforce_eager}
-            if cfg.dtype != "auto":
-                kwargs["dtype"] = cfg.dtype
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-            except ImportError:
-                pass
-            llm = LLM(model=model_path, tokenizer=cfg.tokenizer or model_path, **kwargs)
-        self.llm = llm
+        self.llm = llm if llm is not None else vllm_engine(cfg, model_path, enable_prefix_caching=True)
         self.params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(self.score_ids))
 
     def score_prompts_batched(self, prompts: Sequence[JudgePrompt],

@@ -1,6 +1,7 @@
 """Packing documents into fixed-length training sequences, with every document boundary kept.
 
-Pure functions (numpy, no Beam): the export wiring (``pipelines/export.py``) calls them once per pack group.
+Pure functions (numpy, no Beam): the export wiring (``pipelines/export_packed.py``) calls them once per pack
+group. The recipe's ``pack`` section is ``pack_config.PackConfig``; the report section is ``export_report``.
 
 Two policies:
 
@@ -28,55 +29,13 @@ import bisect
 import heapq
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
-from qurate.section import Section
 
 Span = tuple[int, int, int]  # (doc index, offset inside the doc, length)
 LONG_FRACTION = 0.5  # a piece longer than this share of seq_len makes its sequence a long-context one
 POLICIES = ("greedy", "best_fit")
-
-
-class PackConfig(Section):
-    """Recipe section ``pack``: trainer-ready outputs written beside the Parquet mixture."""
-
-    enabled: bool = Field(True, description="write the trainer exports (Megatron and/or packed sequences) after "
-                          "the mixture; false: the Parquet mixture only")
-    seq_lens: list[int] = Field(default_factory=lambda: [4096], description="packed sequence lengths, one "
-                                "export per length (Qwen2.5: 4096, then 32768 for the long-context stage)")
-    policy: Literal["greedy", "best_fit"] = Field("best_fit", description="greedy: Megatron-style concatenation "
-                                                  "(documents split at sequence ends); best_fit: best-fit "
-                                                  "decreasing bin packing (a document is split only when longer "
-                                                  "than seq_len)")
-    long_context_share: float = Field(0.4, ge=0.0, le=1.0, description="for every seq_len after the first: the "
-                                      "least share of sequences holding one document piece longer than half the "
-                                      "sequence (Qwen2.5-Turbo: 0.4); short-only sequences beyond it are left out "
-                                      "of that stage and counted. 0 turns it off")
-    megatron: bool = Field(True, description="write OUT/megatron/<split>/<component>/part-*.bin|.idx (Megatron "
-                           "indexed dataset, one document per sequence, int32 tokens for vocabularies over 65,536)")
-    numpy: bool = Field(True, description="write OUT/packed/seq<L>/<split>/part-*.tokens.npy (int32 "
-                        "[sequences, L] memmap) with its span index (.spans.npy) and document ids (.docs.parquet)")
-    validation_share: float = Field(0.01, ge=0.0, lt=1.0, description="share of documents (by keyed hash of the "
-                                    "id, so every repeat of a document lands in the same split) held out as the "
-                                    "validation split")
-    shuffle: bool = Field(True, description="order documents and sequences by a keyed hash of (id, repeat, "
-                          "seed); false: by id")
-    component_by: Literal["source", "domain", "lang"] = Field("source", description="mixture column that names a "
-                                                               "component for Megatron files, weights and blend "
-                                                               "lines (and `qurate mix --weights`)")
-
-    @field_validator("seq_lens")
-    @classmethod
-    def _valid_lengths(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("give at least one sequence length")
-        if any(n < 16 or n > 1 << 20 for n in value):
-            raise ValueError("every sequence length must be in [16, 1048576]")
-        if len(set(value)) != len(value):
-            raise ValueError("sequence lengths must be distinct")
-        return value
 
 
 @dataclass
@@ -289,66 +248,3 @@ def stage_share(seq_lens: Sequence[int], seq_len: int, long_context_share: float
     """The long-context share that applies to ``seq_len``: none for the first (base) stage."""
     return 0.0 if seq_len == seq_lens[0] else long_context_share
 
-
-def report_section(export: dict[str, Any]) -> dict[str, Any] | None:
-    """The report section of the trainer exports, from the manifest's ``export`` entry (``export_manifest``).
-
-    Tables: per packed stage (sequences, tokens, padding waste, split documents, long-context share), per
-    component (tokens, documents, epochs, token share = the Megatron blend weight), and the blend lines.
-    """
-    if not export:
-        return None
-    summary: dict[str, Any] = {}
-    tables: list[dict[str, Any]] = []
-    notes: list[str] = []
-    packed = export.get("packed") or []
-    if packed:
-        rows = []
-        for p in packed:
-            cap = p.get("capacity") or 0
-            docs = p.get("docs") or 0
-            rows.append([p["seq_len"], p["split"], p["policy"], p["sequences"], p["tokens"],
-                         f"{100 * p['padding'] / cap:.2f} %" if cap else "-",
-                         p["split_docs"], f"{100 * p['split_docs'] / docs:.2f} %" if docs else "-",
-                         f"{100 * p['long_sequences'] / p['sequences']:.1f} %" if p["sequences"] else "-",
-                         p["left_out_tokens"]])
-            if p.get("left_out_sequences"):
-                notes.append(f"seq_len {p['seq_len']} ({p['split']}): {p['left_out_sequences']:,} short-only "
-                             f"sequences ({p['left_out_tokens']:,} tokens) left out to reach the long-context "
-                             f"share {p['long_context_share']:.0%}; they stay in the mixture and other stages")
-        tables.append({"title": "Packed sequences (padding waste = padding / sequence capacity)",
-                       "columns": ["seq_len", "split", "policy", "sequences", "tokens", "padding", "split docs",
-                                   "split share", "long-context seqs", "tokens left out"], "rows": rows})
-        compare = export.get("policies") or []
-        if compare:
-            tables.append({"title": "Padding waste and split documents per policy (same documents; the other "
-                           "policy is computed, not written)",
-                           "columns": ["seq_len", "split", "policy", "sequences", "padding", "split docs"],
-                           "rows": [[p["seq_len"], p["split"], p["policy"], p["sequences"],
-                                     f"{100 * p['padding'] / p['capacity']:.2f} %" if p["capacity"] else "-",
-                                     f"{p['split_docs']:,} ({100 * p['split_docs'] / p['docs']:.1f} %)"
-                                     if p["docs"] else "0"] for p in compare]})
-        train = [p for p in packed if p["split"] == "train"]
-        for p in train:
-            cap = p.get("capacity") or 0
-            summary[f"padding waste @ {p['seq_len']} ({p['policy']})"] = (
-                f"{100 * p['padding'] / cap:.2f} %" if cap else "-")
-    comps = export.get("components") or {}
-    if comps:
-        rows = [[name, c["split"], c["tokens"], c["docs"], c["rows"], round(c["epochs"], 3), round(c["weight"], 6)]
-                for name, c in sorted(((k.split("/", 1)[1], v) for k, v in comps.items()),
-                                      key=lambda kv: (kv[1]["split"], -kv[1]["tokens"], kv[0]))]
-        tables.append({"title": "Components: weights are token shares (the Megatron blend weight); epochs = rows "
-                       "per unique document", "columns": ["component", "split", "tokens", "documents", "rows",
-                                                           "epochs", "weight"], "rows": rows})
-    blend = export.get("blend") or {}
-    for key in ("megatron_train", "megatron_valid"):
-        if blend.get(key):
-            notes.append(f"{key.replace('_', ' ')}: {blend[key]}")
-    if blend.get("hf_interleave"):
-        notes.append("HF datasets: " + blend["hf_interleave"])
-    files = export.get("files") or []
-    summary["files written"] = len(files)
-    summary["bytes written"] = sum(f.get("bytes", 0) for f in files)
-    notes.extend(export.get("notes") or [])
-    return {"summary": summary, "tables": tables, "notes": notes}

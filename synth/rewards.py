@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from qurate.classifiers.judge import right_padded
 from qurate.synth.cache import RequestCache, cache_key
 from qurate.synth.config import ClassifierRM, JudgeRM, SynthConfig
 from qurate.verdicts import error_text, run_batch
@@ -80,12 +81,7 @@ class ClassifierRewardModel:
     def score_ids(self, batch: Sequence[list[int]]) -> list[float]:
         """Scalar rewards of token-id sequences (right-padded batch; the head reads each row's last token)."""
         torch = self.torch
-        width = max(len(ids) for ids in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, row in enumerate(batch):
-            ids[b, : len(row)] = torch.tensor(row)
-            mask[b, : len(row)] = 1
+        ids, mask = right_padded(torch, batch, self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
         head = getattr(self.model, "score", None)  # decoder RMs (Qwen2, Llama, Mistral, Gemma): a linear head
         with torch.inference_mode():

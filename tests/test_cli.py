@@ -73,7 +73,7 @@ def test_bad_command_lines_exit_2_naming_the_problem(tmp_path, capsys, argv, nam
 
 
 def test_beam_options_with_values_are_not_taken_for_the_recipe():
-    from qurate.pipelines.cli import split_run_args
+    from qurate.pipelines.cli_parser import split_run_args
 
     ours, beam = split_run_args(["--direct_num_workers", "2", "my.yaml", "--stages", "langid",
                                  "--direct_running_mode=multi_processing", "--save_main_session", "--debug"])

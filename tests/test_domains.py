@@ -223,10 +223,12 @@ def _check_probs(tp, fp, n):
 
 
 def test_bundled_distilled_classifier_matches_the_taxonomy_and_is_deterministic(sample_docs):
-    from qurate.classifiers.domain_classifiers import DistilledClassifier
+    from qurate.classifiers.domain_classifiers import load_distilled
+    from qurate.classifiers.domain_static import STATIC_FORMAT
     from qurate.classifiers.domains import check
 
-    model = DistilledClassifier()
+    model = load_distilled()
+    assert model.meta["format"] == STATIC_FORMAT  # the default student: static embeddings + softmax head
     cfg = DomainsConfig()
     assert model.topics == cfg.topic_names() and model.formats == cfg.format_names()
     check(cfg, StageContext())  # the launcher's start-up check accepts the bundled model
@@ -286,8 +288,8 @@ def test_judge_classifier_reads_label_code_distribution(tmp_path):
     assert ids.count(judge.tok.convert_tokens_to_ids("<|im_start|>")) == 3
 
 
-def test_train_domains_from_shipped_labels(tmp_path, capsys):
-    from qurate.classifiers.domain_classifiers import DistilledClassifier
+def test_train_domains_fasttext_student_from_shipped_labels(tmp_path, capsys):
+    from qurate.classifiers.domain_classifiers import load_distilled
     from qurate.classifiers.domains import check
     from qurate.classifiers.train_domains import main
 
@@ -304,7 +306,8 @@ def test_train_domains_from_shipped_labels(tmp_path, capsys):
 
     qurate = str(Path(sys.executable).with_name("qurate"))
     proc = subprocess.run([qurate, "train-domains", "--labels-in", str(labels), "--input", str(SAMPLE_CORPUS),
-                           "--out", str(out), "--no-quantize"], capture_output=True, text=True, timeout=600)
+                           "--out", str(out), "--student", "fasttext", "--no-quantize"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = proc.stdout
     assert "held-out agreement with embedding:minilm" in printed and "majority label alone" in printed
@@ -313,13 +316,13 @@ def test_train_domains_from_shipped_labels(tmp_path, capsys):
     assert 0 <= meta["agreement"]["topic"]["top1"] <= 1
     cfg = DomainsConfig.model_validate({"classifier": {"path": str(out)}})
     check(cfg, StageContext())
-    tp, fp = DistilledClassifier(out).probabilities(["a recipe for bread"])
+    tp, fp = load_distilled(out).probabilities(["a recipe for bread"])
     _check_probs(tp, fp, 1)
     assert main(["--out", str(out)]) == 2  # neither input nor labels: a usage error, one line
     # the same through `qurate train-domains` (the recipe's input: the bundled sample holds the texts)
     out2 = tmp_path / "cli" / "dom.json"
-    proc = subprocess.run([qurate, "train-domains", "--labels-in", str(labels), "--out", str(out2), "--no-quantize"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([qurate, "train-domains", "--labels-in", str(labels), "--out", str(out2), "--no-quantize",
+                           "--student", "fasttext"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     # fastText's SGD is not bit-reproducible between processes, so the CLI's model is checked for shape, not equality
     again = json.loads(out2.read_text())

@@ -15,8 +15,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from mixture_fixture import make_mixture, mixture_rows, sample_docs
-from qurate.pipelines.export import Export, order_key, run_export, split_of, verify_files
-from qurate.pipelines.packing import PackConfig, report_section
+from qurate.pipelines.export import Export, run_export
+from qurate.pipelines.export_files import verify_files
+from qurate.pipelines.export_keys import order_key, split_of
+from qurate.pipelines.export_report import report_section
+from qurate.pipelines.pack_config import PackConfig
 
 SEED = 0
 EOS = 151_643

@@ -221,7 +221,7 @@ def test_record_parser_never_raises(line, record):
 def test_file_reader_emits_one_output_per_physical_record(spec):
     """The reader's DoFn, called directly (its Beam wiring is exercised by the pipeline test below)."""
     from apache_beam.pvalue import TaggedOutput
-    from qurate.pipelines.read import _ReadFileFn
+    from qurate.pipelines.read_file import ReadFileFn
     from qurate.pipelines.recipe import InputConfig
 
     _count("file_reader")
@@ -229,7 +229,7 @@ def test_file_reader_emits_one_output_per_physical_record(spec):
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "f" + suffix)
         Path(path).write_bytes(data)
-        fn = _ReadFileFn(InputConfig(max_text_chars=150), folder)
+        fn = ReadFileFn(InputConfig(max_text_chars=150), folder)
         fn.setup()
         out = list(fn.process(path))
     docs = [o for o in out if not isinstance(o, TaggedOutput)]

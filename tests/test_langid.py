@@ -156,6 +156,46 @@ def test_cues_are_the_standards_word_forms():
     assert standard_winner(latin, "Svako ima pravo na život, a niko ne smije biti rob.") == "bs"
     assert standard_winner(latin, "Svako ima pravo na život, a niko ne sme biti rob u svetu.") == "sr"
     assert standard_winner(("ms", "id"), "Svako ima pravo") is None
+    # software words of the standards: Croatian sustav/izbornik/poslužitelj, eastern računar/tastatura/podešavanja
+    assert standard_winner(latin, "Postavke sustava nalaze se u izborniku poslužitelja.") == "hr"
+    assert standard_winner(latin, "Podešavanja računara i tastature", {"sr": 0.6, "bs": 0.3}) == "sr"
+    assert standard_winner(latin, "Podešavanja računara i tastature", {"sr": 0.2, "bs": 0.5}) == "bs"
+    # words Slovene shares (sistem, zaslon, računalnik, tipkovnica) are no cue: Slovene must reach lingua
+    assert standard_winner(latin, "Nastavitve sistema, zaslona in tipkovnice na računalniku.") is None
+
+
+def test_ui_message_cues_from_the_tune_source():
+    """Cues added on the UI-message tune set (bench/make_langid_tune_po.py), on real GNOME/Xfce message shapes."""
+    from qurate.filters.second_opinion import (
+        GroupRule,
+        cue_winner,
+        ijekavian_count,
+        is_ekavian,
+        latin_serbian,
+        standard_winner,
+    )
+
+    latin = ("bs", "hr", "sr", "sl")
+    # "objekat" has no yat: Latin Serbian with it is not ijekavian
+    assert ijekavian_count("Prikaži sve objekte u svim slojevima") == 0
+    assert ijekavian_count("Provjerite vezu prije spremanja") == 2
+    assert is_ekavian("Izmenite poslednje podešavanje") and not is_ekavian("Izmijenite posljednje postavke")
+    # "da" + present after a modal is eastern; the Croatian infinitive is not
+    assert standard_winner(latin, "Ne mogu da učitam datoteku", {"sr": 0.6, "bs": 0.2}) == "sr"
+    assert standard_winner(latin, "Ne mogu učitati datoteku", {"sr": 0.6, "bs": 0.2}) is None
+    # "ništa" is common to all standards: no cue
+    assert standard_winner(latin, "Ništa nije pronađeno", {"hr": 0.6}) is None
+    # fastText reads Slovene: the word cues stand aside (Slovene writes "inačica" and "oktober" too)
+    assert standard_winner(latin, "Povrni zadnjo shranjeno inačico dokumenta", {"sl": 0.5, "hr": 0.2}) is None
+    assert cue_winner(("ms", "id"), "Sila pilih fail untuk dipaparkan dalam tetingkap") == "ms"
+    assert cue_winner(("ms", "id"), "Silakan pilih berkas untuk ditampilkan di jendela") == "id"
+    # the yat-less fallback: off by default; with a share threshold, fastText's sr share decides
+    lingua = {"hr": 0.7, "bs": 0.3, "sl": 0.0, "sr": 0.0}
+    text, prior = "Ne mogu napraviti autofilter", {"hr": 0.2, "bs": 0.1, "sr": 0.7, "sl": 0.0}
+    assert latin_serbian(lingua, text, prior, GroupRule())["sr"] == 0.0
+    assert latin_serbian(lingua, text, prior, GroupRule(serbian_share=0.6))["sr"] == 0.7
+    assert latin_serbian(lingua, text, prior, GroupRule(serbian_share=0.8))["sr"] == 0.0
+    assert latin_serbian(lingua, "Izmenite boje", prior)["sr"] == 1.4  # ekavian: twice the best of hr/bs
 
 
 def test_second_opinion_fixes_latin_serbian_and_keeps_indonesian(udhr):

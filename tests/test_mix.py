@@ -14,9 +14,10 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 from conftest import RUNNER_KINDS, run_cli
 from mixture_fixture import make_mixture, mixture_rows, sample_docs
-from qurate.pipelines.export import verify_files
-from qurate.pipelines.mix import BUCKETS, MixError, SelectMix, bucket_of, parse_weights, plan_mix
-from qurate.pipelines.packing import PackConfig
+from qurate.pipelines.export_files import verify_files
+from qurate.pipelines.mix_plan import BUCKETS, MixError, bucket_of, parse_weights, plan_mix
+from qurate.pipelines.mix_select import SelectMix
+from qurate.pipelines.pack_config import PackConfig
 
 WEIGHTS = {"web--trafilatura-tests": 0.4, "debian--copyright": 0.25, "debian--gettext-mo": 0.15,
            "redpajama-sample--stackexchange": 0.1, "debian--manpages-dev": 0.1}

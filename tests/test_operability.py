@@ -47,7 +47,7 @@ def _undescribed(schema: dict) -> list[str]:
 
 
 def test_every_recipe_field_has_a_description():
-    from qurate.pipelines.recipe import recipe_schema
+    from qurate.pipelines.recipe_dump import recipe_schema
 
     schema = recipe_schema()
     assert len(schema["properties"]) >= 8 and schema.get("$defs")  # the walk sees the stage sections too
@@ -180,7 +180,7 @@ def test_a_missing_optional_extra_is_one_line_naming_the_install(corpus_slice, t
 
 
 def test_missing_extra_reads_wrapped_errors():
-    from qurate.pipelines.cli import missing_extra
+    from qurate.pipelines.cli_exits import missing_extra
 
     assert "qurate[llm]" in missing_extra(ModuleNotFoundError("No module named 'torch'", name="torch"))
     wrapped = RuntimeError("Error in bundle: ... ModuleNotFoundError: No module named 'transformers.models'")
@@ -310,7 +310,7 @@ def test_a_directory_holding_an_old_run_is_refused(small_run, corpus_slice, tmp_
 
 
 def test_a_directory_input_reads_only_data_files(corpus_slice, tmp_path):
-    from qurate.pipelines.read import match_input_files
+    from qurate.pipelines.input_files import match_input_files
 
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
@@ -364,11 +364,11 @@ def test_the_health_limits_are_recipe_settings(tmp_path, capsys):
 
 
 def test_live_counts_come_from_beam_metrics_after_each_bundle(corpus_slice, tmp_path):
-    from qurate.pipelines.cli import _Progress
+    from qurate.pipelines.cli_progress import Progress
     from qurate.pipelines.runners import watch_counters
 
     seen: list[dict] = []
-    progress = _Progress(["langid", "heuristics"], live=False)
+    progress = Progress(["langid", "heuristics"], live=False)
     unwatch = watch_counters(lambda counters: (seen.append(counters), progress._add(counters)))
     try:
         assert run_cli(["run", "--input", str(corpus_slice), "--output", str(tmp_path / "o"),

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qurate.pipelines.export_report import report_section
 from qurate.pipelines.megatron import index_bytes, read_index, token_dtype, write_indexed_dataset
+from qurate.pipelines.pack_config import PackConfig
 from qurate.pipelines.packing import (
-    PackConfig,
     fill_sequences,
     pack,
     pack_best_fit,
     pack_greedy,
     position_ids,
-    report_section,
     segment_ids,
     spans_array,
 )

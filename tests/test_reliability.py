@@ -247,9 +247,9 @@ def test_small_bom_nonstring_source_parquet_gz_and_id_collision(hostile):
 def test_lost_tail_cannot_pass_conservation(corpus_slice, tmp_path, monkeypatch):
     """Fault injection into the reader (in-process runner): a reader that stops early, as the old one did after a
     bad record, is caught by the independent record count, and no manifest claims success."""
-    from qurate.pipelines import read
+    from qurate.pipelines import read_file
 
-    original = read._ReadFileFn._jsonl_records
+    original = read_file.ReadFileFn._jsonl_records
 
     def loses_tail(self, path):
         for i, item in enumerate(original(self, path)):
@@ -257,7 +257,7 @@ def test_lost_tail_cannot_pass_conservation(corpus_slice, tmp_path, monkeypatch)
                 return
             yield item
 
-    monkeypatch.setattr(read._ReadFileFn, "_jsonl_records", loses_tail)
+    monkeypatch.setattr(read_file.ReadFileFn, "_jsonl_records", loses_tail)
     out = tmp_path / "out"
     assert run_cli(["run", _recipe(tmp_path), "--input", str(corpus_slice), "--output", str(out),
                     "--stages", ""]) == 1
@@ -478,9 +478,9 @@ def _peek(out: Path) -> str:
 # ---- 4. transient vs permanent (the stage side is in tests/test_replay.py) ------------------------------------
 
 def test_reader_retries_a_transient_error_and_resumes_after_what_it_gave(monkeypatch):
-    from qurate.pipelines import read
+    from qurate.pipelines import read_file
 
-    monkeypatch.setattr(read, "READ_BACKOFF_S", 0.0)
+    monkeypatch.setattr(read_file, "READ_BACKOFF_S", 0.0)
     opened = []
 
     def records(fail_at: int | None, error: type[Exception]):
@@ -492,11 +492,11 @@ def test_reader_retries_a_transient_error_and_resumes_after_what_it_gave(monkeyp
                 yield i
         return make
 
-    assert list(read._retrying(records(3, ConnectionError), "f")) == [0, 1, 2, 3, 4] and len(opened) == 2
+    assert list(read_file._retrying(records(3, ConnectionError), "f")) == [0, 1, 2, 3, 4] and len(opened) == 2
     opened.clear()
     got = []
     with pytest.raises(ValueError):  # a permanent error is not retried
-        for item in read._retrying(records(3, ValueError), "f"):
+        for item in read_file._retrying(records(3, ValueError), "f"):
             got.append(item)
     assert got == [0, 1, 2] and len(opened) == 1
 

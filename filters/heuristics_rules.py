@@ -1,0 +1,339 @@
+"""datatrove's Gopher quality, Gopher repetition, C4 and FineWeb rules, computed in one pass per document.
+
+Same decisions and the same first failing rule as datatrove's filter classes (``tests/test_heuristics_equal.py``
+runs both on the bundled corpus), configured by the datatrove filter objects themselves (thresholds, stop words,
+word tokenizer), but without datatrove's per-rule, per-n work:
+
+- the text is split into words once (with the filter's own word tokenizer) and into lines once, and every rule
+  family reads those shared views (``DocViews``);
+- per-word properties (punctuation-only, has a letter, length) are computed once per distinct word;
+- n-grams get a 64-bit hash of their characters for all positions at once (numpy), and only the n-grams whose
+  hash occurs twice are built as strings and compared exactly (``NGrams``): most documents build none, and the
+  sequential duplicate walk visits only those positions;
+- C4 stops splitting lines into sentences once the minimum is reached and no later line can drop the page.
+
+Each rule returns datatrove's reason code or ``None`` (kept); ``filters.measures`` turns a code into the
+measured value for the rejection reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
+from datatrove.utils.text import PUNCTUATION_SET
+from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
+
+# Every member is one character and no letter (checked at import): "all characters are punctuation" is "strip
+# leaves nothing", and a word of letters only has a non-punctuation character.
+_PUNCT = "".join(sorted(PUNCTUATION_SET))
+assert all(len(c) == 1 and not c.isalpha() for c in PUNCTUATION_SET)
+
+
+class DocViews:
+    """The splits of one text that several rule families read, each computed at most once."""
+
+    def __init__(self, text: str, tokenizer: WordTokenizer):
+        self.text = text
+        self.tokenizer = tokenizer
+
+    @cached_property
+    def words(self) -> list[str]:
+        return self.tokenizer.word_tokenize(self.text)
+
+    @cached_property
+    def word_counts(self) -> Counter[str]:
+        """Distinct words in first-seen order, with their counts."""
+        return Counter(self.words)
+
+    @cached_property
+    def word_props(self) -> tuple[int, int, int, int]:
+        """(words with a non-punctuation character, their total length, words with a letter, words in all)."""
+        content = content_chars = alpha = 0
+        for word, count in self.word_counts.items():
+            if word.isalpha():  # the common case: letters only, none of them punctuation
+                content += count
+                content_chars += count * len(word)
+                alpha += count
+                continue
+            if word.strip(_PUNCT):
+                content += count
+                content_chars += count * len(word)
+            if any(map(str.isalpha, word)):
+                alpha += count
+        return content, content_chars, alpha, len(self.words)
+
+    @cached_property
+    def splitlines(self) -> list[str]:
+        return self.text.splitlines()
+
+    @cached_property
+    def nonblank_nl_lines(self) -> list[str]:
+        return [line for line in self.text.split("\n") if line.strip()]
+
+
+def _duplicates(items: list[str]) -> tuple[int, int]:
+    """datatrove's ``find_duplicates``: repeats after the first occurrence, and their characters."""
+    unique = set(items)
+    if len(unique) == len(items):
+        return 0, 0
+    return len(items) - len(unique), sum(map(len, items)) - sum(map(len, unique))
+
+
+def gopher_repetition(filt: Any, views: DocViews) -> str | None:
+    text = views.text
+    if not text:
+        return "empty"
+    size = len(text)
+    paragraphs = filt.paragraph_exp.split(text.strip())
+    dups, chars = _duplicates(paragraphs)
+    if filt.dup_para_frac and dups / len(paragraphs) > filt.dup_para_frac:
+        return "dup_para_frac"
+    if filt.dup_para_char_frac and chars / size > filt.dup_para_char_frac:
+        return "dup_para_char_frac"
+    lines = filt._line_splitter.split(text)
+    dups, chars = _duplicates(lines)
+    if filt.dup_line_frac and dups / len(lines) > filt.dup_line_frac:
+        return "dup_line_frac"
+    if filt.dup_line_char_frac and chars / size > filt.dup_line_char_frac:
+        return "dup_line_char_frac"
+
+    grams = NGrams(_views_for(filt, views))
+    for n, n_frac in filt.top_n_grams:
+        top = grams.top_chars(n)
+        if top is not None and top / size > n_frac:
+            return f"top_{n}_gram"
+    for n, n_frac in filt.dup_n_grams:
+        if grams.duplicate_chars(n) / size > n_frac:
+            return f"duplicated_{n}_n_grams"
+    return None
+
+
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+class NGrams:
+    """The word n-grams of one document, compared as datatrove compares them, without building every one.
+
+    datatrove builds each n-gram as a string (" ".join for the top n-grams, "".join for the duplicated ones)
+    at every position. Here each n-gram first gets a 64-bit polynomial hash of its characters, computed for all
+    positions at once from prefix sums over the document's joined words: equal strings have equal hashes, so an
+    n-gram whose hash is unique in the document occurs once and can neither be a top n-gram with a count above
+    one nor a repeat. Only n-grams whose hash is shared (repeats, or a rare hash collision) are built as
+    strings and compared exactly, so the hash decides how much work is done, never the result. Words hold no
+    space, so one hash over "".join serves both joins: equal " ".join strings are equal "".join strings.
+    """
+
+    def __init__(self, views: DocViews):
+        self.views = views
+        self.words = words = views.words
+        self.n_words = len(words)
+        self.cum_len = np.concatenate(([0], np.cumsum(np.fromiter(map(len, words), np.int64, len(words)))))
+        self._prefix: np.ndarray | None = None
+        self._powers: np.ndarray | None = None
+        self._joined: str | None = None
+        self._word_ids: np.ndarray | None = None
+
+    def _hashes(self, n: int) -> np.ndarray:
+        """A polynomial hash (mod 2**64) of each n-gram's characters, the same for equal strings wherever
+        they start: the prefix sums weigh character k by B**k, and a substring's sum is scaled by B**(T-start)."""
+        if self._prefix is None:
+            self._joined = "".join(self.words)
+            chars = np.frombuffer(self._joined.encode("utf-32-le", "surrogatepass"), np.uint32)
+            with np.errstate(over="ignore"):
+                h = chars.astype(np.uint64) + np.uint64(1)
+                h *= _MIX[0]
+                h ^= h >> np.uint64(29)
+                h *= _MIX[1]
+                powers = np.full(len(chars) + 1, _MIX[2], np.uint64)
+                powers[0] = 1
+                self._powers = np.cumprod(powers)
+                self._prefix = np.concatenate((np.zeros(1, np.uint64), np.cumsum(h * self._powers[:-1])))
+        starts = self.cum_len[:-n]
+        with np.errstate(over="ignore"):
+            return (self._prefix[self.cum_len[n:]] - self._prefix[starts]) * self._powers[len(self._powers) - 1 - starts]
+
+    def _shared(self, n: int) -> list[int]:
+        """Positions (ascending) whose n-gram hash occurs more than once; every repeated n-gram is among them."""
+        hashes = self._hashes(n)
+        ordered = np.sort(hashes)
+        if not (ordered[1:] == ordered[:-1]).any():  # most documents: no n-gram occurs twice
+            return []
+        order = np.argsort(hashes)
+        ordered = hashes[order]
+        equal = ordered[1:] == ordered[:-1]
+        shared = np.zeros(len(hashes), bool)
+        shared[1:] |= equal
+        shared[:-1] |= equal
+        return np.sort(order[shared]).tolist()
+
+    def top_chars(self, n: int) -> int | None:
+        """datatrove's ``find_top_duplicate(get_n_grams(words, n))`` (None when there is no n-gram): the
+        characters of the most frequent " ".join n-gram (the first seen among equals) times its count."""
+        if n < 1 or self.n_words - n + 1 <= 0:
+            return None
+        cum = self.cum_len
+        shared = self._shared(n)
+        if shared and len(self.views.word_counts) ** n < 2**62:
+            # " ".join n-grams are equal exactly when their word tuples are: one integer per tuple of word ids
+            ids = self._ids()
+            positions = np.asarray(shared)
+            key = ids[positions]
+            for k in range(1, n):
+                key = key * len(self.views.word_counts) + ids[positions + k]
+            _, first, counts = np.unique(key, return_index=True, return_counts=True)
+            best = int(counts.max())
+            if best > 1:  # the first seen among the most frequent, as Counter.most_common(1) picks it
+                pos = int(positions[first[counts == best].min()])
+                return (int(cum[pos + n] - cum[pos]) + n - 1) * best
+        elif shared:
+            grams = Counter(" ".join(self.words[p:p + n]) for p in shared)  # first seen first, as datatrove's
+            gram, count = grams.most_common(1)[0]
+            if count > 1:
+                return len(gram) * count
+        return int(cum[n] - cum[0]) + n - 1  # every n-gram occurs once: the first one wins the tie
+
+    def _ids(self) -> np.ndarray:
+        """Each word's index among the document's distinct words."""
+        if self._word_ids is None:
+            index = {w: i for i, w in enumerate(self.views.word_counts)}
+            self._word_ids = np.fromiter(map(index.__getitem__, self.words), np.int64, self.n_words)
+        return self._word_ids
+
+    def duplicate_chars(self, n: int) -> int:
+        """datatrove's ``find_all_duplicate(words, n)``: walking the positions, an n-gram ("".join) already seen
+        at a visited position counts its characters and skips the next n - 1 positions. An n-gram occurring
+        once is never seen before and never counted, so the walk needs only the shared-hash positions."""
+        if n < 1 or self.n_words - n + 1 <= 0:
+            return 0
+        shared = self._shared(n)
+        if not shared:
+            return 0
+        joined, cum = self._joined, self.cum_len.tolist()
+        seen: set[str] = set()
+        repeated = idx = 0
+        for pos in shared:
+            if pos < idx:  # skipped after a repeat
+                continue
+            gram = joined[cum[pos]:cum[pos + n]]
+            if gram in seen:
+                repeated += len(gram)
+                idx = pos + n
+            else:
+                seen.add(gram)
+                idx = pos + 1
+        return repeated
+
+
+def _views_for(filt: Any, views: DocViews) -> DocViews:
+    """The shared views when the filter splits words with their tokenizer (always in qurate), else fresh ones."""
+    tokenizer = load_word_tokenizer(filt.language)
+    return views if tokenizer is views.tokenizer else DocViews(views.text, tokenizer)
+
+
+def gopher_quality(filt: Any, views: DocViews) -> str | None:
+    text = views.text
+    views = _views_for(filt, views)
+    content, content_chars, alpha, n_words = views.word_props
+    if filt.min_doc_words and content < filt.min_doc_words:
+        return "gopher_short_doc"
+    if filt.max_doc_words and content > filt.max_doc_words:
+        return "gopher_long_doc"
+    # np.mean of integer lengths: an exact float64 sum divided by the count, as here
+    avg = content_chars / content if content else float("nan")
+    if filt.min_avg_word_length and avg < filt.min_avg_word_length:
+        return "gopher_below_avg_threshold"
+    if filt.max_avg_word_length and avg > filt.max_avg_word_length:
+        return "gopher_above_avg_threshold"
+    if filt.max_symbol_word_ratio and text.count("#") / n_words > filt.max_symbol_word_ratio:
+        return "gopher_too_many_hashes"
+    if filt.max_symbol_word_ratio and (text.count("...") + text.count("…")) / n_words > filt.max_symbol_word_ratio:
+        return "gopher_too_many_ellipsis"
+    lines = views.splitlines
+    if filt.max_bullet_lines_ratio and (
+            sum(s.lstrip().startswith(("•", "-")) for s in lines) / len(lines) > filt.max_bullet_lines_ratio):
+        return "gopher_too_many_bullets"
+    if filt.max_ellipsis_lines_ratio and (
+            sum(s.rstrip().endswith(("...", "…")) for s in lines) / len(lines) > filt.max_ellipsis_lines_ratio):
+        return "gopher_too_many_end_ellipsis"
+    if filt.max_non_alpha_words_ratio and alpha / n_words < filt.max_non_alpha_words_ratio:
+        return "gopher_below_alpha_threshold"
+    if filt.min_stop_words and len(filt.stop_words.intersection(views.word_counts)) < filt.min_stop_words:
+        return "gopher_enough_stop_words"
+    return None
+
+
+def fineweb(filt: Any, views: DocViews) -> str | None:
+    text = views.text
+    lines = views.nonblank_nl_lines
+    if not lines:
+        return "empty"
+    n = len(lines)
+    ratio = sum(line.endswith(filt.stop_chars) for line in lines) / n
+    if ratio < filt.line_punct_thr and not (ratio == 0 and filt.line_punct_exclude_zero):
+        return "line_punct_ratio"
+    limit = filt.short_line_length
+    if sum(len(line) <= limit for line in lines) / n > filt.short_line_threshold:
+        return "short_line_ratio"
+    if _duplicates(lines)[1] / (len(text) - text.count("\n")) > filt.char_duplicates_ratio:
+        return "char_dup_ratio"
+    words = _views_for(filt, views).words
+    if text.count("\n") / len(words) > filt.new_line_ratio:
+        return "list_ratio"
+    return None
+
+
+def c4(filt: Any, views: DocViews) -> str | None:
+    text = views.text
+    if not filt.split_paragraph:  # sentence mode: rare; datatrove's own loop
+        from datatrove.data import Document
+        from datatrove.pipeline.filters.base_filter import get_filter_result
+
+        keep, reason = get_filter_result(filt.filter(Document(text=text, id="")))
+        return None if keep else (reason or "dropped")
+    tokenizer = load_word_tokenizer(filt.language)
+    # Past the sentence minimum only a 'lorem ipsum' or '{' on a kept line can still drop the page. Neither
+    # spans a line break, citation removal never spans one, and lower() maps these ASCII letters per character,
+    # so if the whole text has neither, the rest of the lines cannot change the decision.
+    may_drop = ((filt.filter_curly_bracket and "{" in text)
+                or (filt.filter_lorem_ipsum and "lorem ipsum" in CITATION_REGEX.sub("", text).lower()))
+    wanted = filt.min_num_sentences
+    counting = wanted != -1
+    sentences = 0
+    max_len = filt.max_word_length
+    for line in views.splitlines:
+        if not may_drop and (not counting or sentences >= wanted):
+            break
+        line = line.strip()
+        words = line.split()
+        if max_len != -1 and len(line) > max_len and any(len(word) > max_len for word in words):
+            continue
+        if filt.remove_citations:
+            line = CITATION_REGEX.sub("", line)
+        if filt.filter_no_terminal_punct and (not line.endswith(END_PUNCTUATION) or line.endswith(ELLIPSIS)):
+            continue
+        if len(words) < filt.min_words_per_line:
+            continue
+        low = line.lower()
+        if filt.filter_lorem_ipsum and "lorem ipsum" in low:
+            return "lorem_ipsum"
+        if filt.filter_javascript and "javascript" in low:
+            continue
+        if filt.filter_curly_bracket and "{" in line:
+            return "curly_bracket"
+        if filt.filter_policy and any(p in low for p in POLICY_SUBSTRINGS):
+            continue
+        if counting and sentences < wanted:
+            # datatrove's split_into_sentences yields one piece per span, and one when there is none
+            sentences += max(1, len(tokenizer.span_tokenize(line)))
+    if sentences < wanted:
+        return "too_few_sentences"
+    return None
+
+
+RULES: dict[str, Callable[[Any, DocViews], str | None]] = {
+    "gopher_repetition": gopher_repetition, "gopher_quality": gopher_quality, "fineweb": fineweb, "c4": c4}
