@@ -31,95 +31,32 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import os  # noqa: E402
-import random  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 from datatrove.utils.word_tokenizers import WordTokenizer  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "corpus_sample.jsonl"
-SAMPLE = REPO / "pipelines" / "data" / "sample_corpus.jsonl.gz"
+sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library: bench_common only
+from bench_common import REPO, TreePeak, corpus_docs, text_mb  # noqa: E402
+
 QURATE = Path(sys.executable).with_name("qurate")
 
 
 def build_corpus(n: int, out_dir: Path, parts: int, seed: int = 0) -> float:
-    """``n`` docs: the real ones first, then copies of random real ones (one in three exact, the others with
-    one word changed), written round-robin to ``parts`` Parquet files. Returns the text size in MB."""
-    import gzip
-
+    """``n`` docs (``bench_common.corpus_docs``) written round-robin to ``parts`` Parquet files; text MB."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = SHARED if SHARED.exists() else SAMPLE
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        real = [json.loads(line) for line in handle if line.strip()]
-    docs = [{"id": d["id"], "text": d["text"], "source": d.get("source") or ""} for d in real[:n]]
-    rng = random.Random(seed)
-    for i in range(n - len(docs)):
-        src = real[rng.randrange(len(real))]
-        text = src["text"]
-        if i % 3:
-            words = text.split(" ")
-            words[rng.randrange(len(words))] = "changed"
-            text = " ".join(words)
-        docs.append({"id": f"{src['id']}#copy{i}", "text": text, "source": src.get("source") or ""})
+    docs = corpus_docs(n, seed)
     out_dir.mkdir(parents=True)
     for p in range(parts):
         part = docs[p::parts]
         pq.write_table(pa.table({k: [d[k] for d in part] for k in ("id", "text", "source")}),
                        out_dir / f"part{p}.parquet")
-    return sum(len(d["text"].encode("utf-8")) for d in docs) / 1e6
-
-
-class TreePeak:
-    """Largest total RSS of a process and its descendants, polled from /proc."""
-
-    def __init__(self, pid: int, interval: float = 0.2):
-        self.pid, self.interval, self.peak_kib = pid, interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _tree(self) -> set[int]:
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry.name))
-        tree, todo = set(), [self.pid]
-        while todo:
-            pid = todo.pop()
-            tree.add(pid)
-            todo.extend(children.get(pid, []))
-        return tree
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            for pid in self._tree():
-                try:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            total += int(line.split()[1])
-                except OSError:
-                    continue
-            self.peak_kib = max(self.peak_kib, total)
-            self._stop.wait(self.interval)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak_kib / 2**20
+    return text_mb(docs)
 
 
 def timed_run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:

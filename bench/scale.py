@@ -20,87 +20,28 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
-import gzip  # noqa: E402
 import json  # noqa: E402
-import random  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "corpus_sample.jsonl"
-SAMPLE = REPO / "pipelines" / "data" / "sample_corpus.jsonl.gz"
+sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library: bench_common only
+from bench_common import REPO, TreePeak, corpus_docs, text_mb  # noqa: E402
+
 QURATE = Path(sys.executable).with_name("qurate")
 PARTS = 4
 
 
 def build_corpus(n: int, folder: Path, seed: int = 0) -> float:
-    """``n`` docs (the real ones first, then seeded exact and near copies) in ``PARTS`` JSONL files; text MB."""
-    path = SHARED if SHARED.exists() else SAMPLE
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        real = [json.loads(line) for line in handle if line.strip()]
-    docs = [{"id": d["id"], "text": d["text"], "source": d.get("source") or ""} for d in real[:n]]
-    rng = random.Random(seed)
-    for i in range(n - len(docs)):
-        src = real[rng.randrange(len(real))]
-        text = src["text"]
-        if i % 3:
-            words = text.split(" ")
-            words[rng.randrange(len(words))] = "changed"
-            text = " ".join(words)
-        docs.append({"id": f"{src['id']}#copy{i}", "text": text, "source": src.get("source") or ""})
+    """``n`` docs (``bench_common.corpus_docs``) in ``PARTS`` JSONL files; text MB."""
+    docs = corpus_docs(n, seed)
     folder.mkdir(parents=True, exist_ok=True)
     for p in range(PARTS):
         with open(folder / f"part{p}.jsonl", "w", encoding="utf-8") as out:
             out.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[p::PARTS])
-    return sum(len(d["text"].encode("utf-8")) for d in docs) / 1e6
-
-
-class TreePeak:
-    """Largest total RSS (GB) of a process and all its descendants, polled from /proc."""
-
-    def __init__(self, pid: int, interval: float = 0.5):
-        self.pid, self.interval, self.peak_kib = pid, interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _tree(self) -> set[int]:
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry.name))
-        tree, todo = set(), [self.pid]
-        while todo:
-            pid = todo.pop()
-            tree.add(pid)
-            todo.extend(children.get(pid, []))
-        return tree
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            for pid in self._tree():
-                try:
-                    status = Path(f"/proc/{pid}/status").read_text()
-                except OSError:
-                    continue
-                total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-            self.peak_kib = max(self.peak_kib, total)
-            self._stop.wait(self.interval)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak_kib / 2**20
+    return text_mb(docs)
 
 
 def run(corpus: Path, out: Path, checkpoints: str, workers: int) -> tuple[float, float, float]:
