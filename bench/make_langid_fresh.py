@@ -209,16 +209,20 @@ def main() -> None:
     parser.add_argument("wheels", nargs="+", type=Path, help="Django-5.1.4-py3-none-any.whl, "
                         "weblate-5.14.3-py3-none-any.whl")
     args = parser.parse_args()
-    items = build(args.wheels)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.GzipFile(OUT, "wb", compresslevel=9, mtime=0) as raw:  # mtime 0: byte-identical rebuilds
+    write_items(build(args.wheels), OUT)
+
+
+def write_items(items: list[dict], out: Path) -> None:
+    """The set as gzipped JSON lines (mtime 0: byte-identical rebuilds), then its counts per language."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(out, "wb", compresslevel=9, mtime=0) as raw:
         for it in items:
             raw.write((json.dumps(it, ensure_ascii=False) + "\n").encode("utf-8"))
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for it in items:
         counts[it["lang"]][it["kind"] == "doc"] += 1
     print(f"wrote {len(items)} items ({sum(c[1] for c in counts.values())} docs) in {len(counts)} languages "
-          f"to {OUT}")
+          f"to {out}")
     print(" ".join(f"{lang}:{s}+{d}" for lang, (s, d) in sorted(counts.items())))
 
 

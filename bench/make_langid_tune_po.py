@@ -32,10 +32,8 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
-import gzip  # noqa: E402
 import importlib.util  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
 import struct  # noqa: E402
 import tarfile  # noqa: E402
 import zipfile  # noqa: E402
@@ -184,17 +182,8 @@ def main() -> None:
     parser.add_argument("packages", nargs="+", type=Path, help="the .whl and .deb files (see the docstring)")
     args = parser.parse_args()
     items, dropped = build(args.packages)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.GzipFile(OUT, "wb", compresslevel=9, mtime=0) as raw:  # mtime 0: byte-identical rebuilds
-        for it in items:
-            raw.write((json.dumps(it, ensure_ascii=False) + "\n").encode("utf-8"))
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for it in items:
-        counts[it["lang"]][it["kind"] == "doc"] += 1
     print(f"dropped {dropped} kept messages whose text is in a held-out set")
-    print(f"wrote {len(items)} items ({sum(c[1] for c in counts.values())} docs) in {len(counts)} languages "
-          f"to {OUT}")
-    print(" ".join(f"{lang}:{s}+{d}" for lang, (s, d) in sorted(counts.items())))
+    fresh.write_items(items, OUT)
 
 
 if __name__ == "__main__":
