@@ -8,6 +8,8 @@ import gzip
 import json
 import random
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +21,26 @@ SAMPLE = REPO / "pipelines" / "data" / "sample_corpus.jsonl.gz"
 def corpus_docs(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` docs: the real ones of the shared sample first (the bundled sample when it is absent), then copies
     of random real ones (seeded: one in three exact, the others with one word changed)."""
+    return list(iter_corpus_docs(n, seed))
+
+
+def iter_corpus_docs(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """``corpus_docs`` one at a time (a million docs need not be held)."""
     path = SHARED if SHARED.exists() else SAMPLE
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         real = [json.loads(line) for line in handle if line.strip()]
-    docs = [{"id": d["id"], "text": d["text"], "source": d.get("source") or ""} for d in real[:n]]
+    for d in real[:n]:
+        yield {"id": d["id"], "text": d["text"], "source": d.get("source") or ""}
     rng = random.Random(seed)
-    for i in range(n - len(docs)):
+    for i in range(n - min(n, len(real))):
         src = real[rng.randrange(len(real))]
         text = src["text"]
         if i % 3:
             words = text.split(" ")
             words[rng.randrange(len(words))] = "changed"
             text = " ".join(words)
-        docs.append({"id": f"{src['id']}#copy{i}", "text": text, "source": src.get("source") or ""})
-    return docs
+        yield {"id": f"{src['id']}#copy{i}", "text": text, "source": src.get("source") or ""}
 
 
 def text_mb(docs: list[dict[str, Any]]) -> float:
@@ -45,6 +52,7 @@ class TreePeak:
 
     def __init__(self, pid: int, interval: float = 0.2):
         self.pid, self.interval, self.peak_kib = pid, interval, 0
+        self.samples: list[tuple[float, int]] = []  # (time.time(), KiB): peaks per phase of a run
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -75,6 +83,7 @@ class TreePeak:
                     continue
                 total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
             self.peak_kib = max(self.peak_kib, total)
+            self.samples.append((time.time(), total))
             self._stop.wait(self.interval)
 
     def stop(self) -> float:

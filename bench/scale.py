@@ -3,7 +3,7 @@ per stage) and off (one job), side by side; prints wall time, docs/s, peak memor
 with checkpoints on, each stage's wall time (from its checkpoint manifest). CPU seconds (user + system of the
 whole process tree) are less disturbed by other load on a shared machine than wall time.
 
-    .venv/bin/python bench/scale.py [--docs 10000 30000] [--repeat 1] [--workers 1] [--keep DIR]
+    .venv/bin/python bench/scale.py [--docs 10000 30000] [--repeat 1] [--workers 1] [--keep DIR] [--modes on off]
 
 The corpus: the shared sample (``../shared/data/corpus_sample.jsonl``, the bundled sample when absent), then exact
 and near copies of its docs (seeded: one in three exact, the others with one word changed) up to N, as JSON lines
@@ -28,24 +28,34 @@ import time  # noqa: E402
 from datetime import datetime  # noqa: E402
 
 sys.path.append(str(Path(__file__).resolve().parent))  # after the standard library: bench_common only
-from bench_common import REPO, TreePeak, corpus_docs, text_mb  # noqa: E402
+from bench_common import REPO, TreePeak, iter_corpus_docs  # noqa: E402
 
 QURATE = Path(sys.executable).with_name("qurate")
 PARTS = 4
 
 
 def build_corpus(n: int, folder: Path, seed: int = 0) -> float:
-    """``n`` docs (``bench_common.corpus_docs``) in ``PARTS`` JSONL files; text MB."""
-    docs = corpus_docs(n, seed)
+    """``n`` docs (``bench_common.iter_corpus_docs``, streamed) in ``PARTS`` JSONL files; text MB. Built once per
+    folder (a marker file holds its size)."""
+    done = folder / "_built"
+    if done.exists():
+        return float(done.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    for p in range(PARTS):
-        with open(folder / f"part{p}.jsonl", "w", encoding="utf-8") as out:
-            out.writelines(json.dumps(d, ensure_ascii=False) + "\n" for d in docs[p::PARTS])
-    return text_mb(docs)
+    outs = [open(folder / f"part{p}.jsonl", "w", encoding="utf-8") for p in range(PARTS)]
+    size = 0
+    try:
+        for i, doc in enumerate(iter_corpus_docs(n, seed)):
+            outs[i % PARTS].write(json.dumps(doc, ensure_ascii=False) + "\n")
+            size += len(doc["text"].encode("utf-8"))
+    finally:
+        for out in outs:
+            out.close()
+    done.write_text(str(size / 1e6))
+    return size / 1e6
 
 
-def run(corpus: Path, out: Path, checkpoints: str, workers: int) -> tuple[float, float, float]:
-    """(wall s, CPU s of the process tree, peak GB) of one run."""
+def run(corpus: Path, out: Path, checkpoints: str, workers: int) -> tuple[float, float, float, list]:
+    """(wall s, CPU s of the process tree, peak GB, RSS samples) of one run."""
     cmd = [str(QURATE), "run", "--input", str(corpus), "--output", str(out), "--overwrite",
            "--set", f"output.checkpoints={checkpoints}", "--set", "health.max_dead_letter_share=1"]
     if workers > 1:
@@ -62,12 +72,25 @@ def run(corpus: Path, out: Path, checkpoints: str, workers: int) -> tuple[float,
         if code:
             log.seek(0)
             sys.exit(f"failed ({code}): {' '.join(cmd)}\n{log.read()[-3000:]}")
-    return seconds, cpu, gb
+    return seconds, cpu, gb, peak.samples
 
 
-def stage_seconds(out: Path) -> str:
-    manifests = [json.loads(p.read_text()) for p in sorted((out / "_stages").glob("*/manifest.json"))]
-    return ", ".join(f"{m['stage']} {m.get('seconds', 0):.0f}" for m in manifests)
+def stage_seconds(out: Path, samples: list[tuple[float, int]]) -> str:
+    """Each stage's wall seconds (its checkpoint manifest) and the process tree's peak GB while it ran (the RSS
+    samples between its start and its manifest); then the final job's (sinks, exports, report)."""
+    parts, end = [], None
+    for path in sorted((out / "_stages").glob("*/manifest.json")):
+        m = json.loads(path.read_text())
+        end = path.stat().st_mtime
+        start = end - m.get("seconds", 0)
+        peak = max((kib for t, kib in samples if start <= t <= end), default=0) / 1024**2
+        parts.append(f"{m['stage']} {m.get('seconds', 0):.0f} s / {peak:.2f} GB")
+    if end is not None:
+        tail = [(t, kib) for t, kib in samples if t > end]
+        if tail:
+            parts.append(f"final job + exports {tail[-1][0] - end:.0f} s / "
+                         f"{max(kib for _, kib in tail) / 1024**2:.2f} GB")
+    return ", ".join(parts)
 
 
 def main() -> None:
@@ -76,6 +99,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="folder for corpora and outputs (default: a temporary one)")
+    parser.add_argument("--modes", nargs="+", choices=("on", "off"), default=["on", "off"],
+                        help="checkpoints on (a chain of jobs), off (one job), or both (1M docs: on only; one job "
+                             "holds the corpus in a local runner's memory)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
@@ -86,20 +112,20 @@ def main() -> None:
         for n in args.docs:
             corpus = root / f"corpus{n}"
             mb = build_corpus(n, corpus)
-            results: dict[str, list[tuple[float, float, float]]] = {"on": [], "off": []}
+            results: dict[str, list[tuple[float, float, float, list]]] = {m: [] for m in args.modes}
             stages = ""
             for r in range(args.repeat):
-                for mode in (("on", "off") if r % 2 == 0 else ("off", "on")):
+                for mode in (args.modes if r % 2 == 0 else args.modes[::-1]):
                     out = root / f"out{n}-{mode}"
                     results[mode].append(run(corpus, out, mode, args.workers))
                     if mode == "on":
-                        stages = stage_seconds(out)
+                        stages = stage_seconds(out, results[mode][-1][3])
             wall = {m: sorted(r[0] for r in v)[len(v) // 2] for m, v in results.items()}
             cpu = {m: sorted(r[1] for r in v)[len(v) // 2] for m, v in results.items()}
-            for mode in ("on", "off"):
+            for mode in args.modes:
                 peak = max(r[2] for r in results[mode])
-                ratios = (f"{wall['on'] / wall['off']:.2f} | {cpu['on'] / cpu['off']:.2f}" if mode == "on"
-                          else " | ")
+                ratios = (f"{wall['on'] / wall['off']:.2f} | {cpu['on'] / cpu['off']:.2f}"
+                          if mode == "on" and "off" in wall else " | ")
                 print(f"| {n:,} | {mb:.0f} | {mode} | {wall[mode]:.0f} | {cpu[mode]:.0f} | {n / wall[mode]:.0f} | "
                       f"{peak:.2f} | {ratios} | {stages if mode == 'on' else ''} |", flush=True)
 

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from qurate.dedup import components
+from qurate.dedup.band_chunks import band_keys
 from qurate.dedup.config import DedupConfig
 from qurate.dedup.exact import exact_hash
 from qurate.dedup.lsh import band_hashes, s_curve, share_band
@@ -49,7 +50,7 @@ class Stat(NamedTuple):
 
 
 class NearSig(NamedTuple):
-    bands: list[int]  # one LSH key per band
+    bands: bytes  # one 64-bit LSH key per band, packed (``band_chunks.band_keys``)
     sketch: bytes  # 8-bit MinHash sketch: all that travels for the Jaccard estimates
 
 
@@ -142,7 +143,7 @@ def sign(docs: list[Doc], signer: Signer | None, params: SignParams) -> list[Sig
     if not params.near or signer is None:
         return [SignRecord(k, h, None) for k, h in zip(keys, hashes)]
     sigs = signer.signatures([d["text"] for d in docs], [d.get("lang") for d in docs])
-    return [SignRecord(k, h, NearSig(band_hashes(s, params.bands, params.rows), sketch(s)))
+    return [SignRecord(k, h, NearSig(band_keys(band_hashes(s, params.bands, params.rows)), sketch(s)))
             for k, h, s in zip(keys, hashes, sigs)]
 
 
@@ -163,11 +164,6 @@ def exact_members(groups: Iterable[CopyGroup], members: Iterable[str]) -> Iterat
             for member in members:
                 yield group.best, member
             yield Stat((EXACT_GROUPS, size_bin(group.copies)), {"groups": 1, "docs": group.copies})
-
-
-def band_records(vertex: str, group: CopyGroup) -> Iterator[tuple[int, str]]:
-    for band in group.near.bands:
-        yield band, vertex
 
 
 def bucket_candidates(members: Iterable[str], anchors: int) -> Iterator[tuple[str, str] | Stat]:
@@ -196,6 +192,15 @@ def verify(anchor: str, sketches: Iterable[bytes], members: Iterable[MemberSketc
         return
     for m in members:
         yield Candidate(m.member, anchor, sketch_jaccard(m.sketch, own))
+
+
+def verify_pair(pair: tuple[str, str], sketches: dict[str, bytes]) -> Iterator[Candidate]:
+    """A candidate pair ``(member, anchor)`` with the Jaccard estimate of their sketches (what ``verify`` gives
+    through the joins)."""
+    member, anchor = pair
+    own, other = sketches.get(anchor), sketches.get(member)
+    if own is not None and other is not None:
+        yield Candidate(member, anchor, sketch_jaccard(other, own))
 
 
 def candidate_stat(candidate: Candidate, threshold: float) -> Stat:

@@ -39,6 +39,9 @@ CONFUSABLE_GROUPS: tuple[tuple[tuple[str, ...], str | None], ...] = (
     (("ms", "id"), None),
     (("ru", "uk", "be", "bg", "mk", "sr"), CYRILLIC),
     (("cs", "sk"), None),
+    # added 2026-12-01 on the UI-message tune set: short Estonian read as Finnish, kana-less Chinese as Japanese
+    (("et", "fi"), None),
+    (("zh", "ja"), None),
 )
 
 # lid.176 emits "sh" (Serbo-Croatian) for Latin-script bs/hr/sr; it joins that group for the second opinion.

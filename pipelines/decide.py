@@ -22,6 +22,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from qurate.doc import Doc, doc_dead_letter, rejected
 from qurate.pipelines.batching import BatchingDoFn
+from qurate.pipelines.stats import flatten_stats
 from qurate.spec import BatchModel, StageContext, StageSpec
 from qurate.stats import EXAMPLE
 from qurate.verdicts import DocDecider, Keep, Reject, Verdict, error_text, isolate_failures, run_batch
@@ -79,7 +80,7 @@ def _split_examples(pcoll, label: str, examples: int):
               | f"{label}Candidates" >> beam.Filter(lambda kv: kv[0][0] == EXAMPLE_CANDIDATE)
               | f"{label}Ranked" >> beam.Map(lambda kv: (kv[0][1], (kv[1]["rank"], kv[0][2:])))
               | f"{label}Pick" >> PickExamples(max(examples, 1)))
-    return (plain, picked) | f"{label}AllStats" >> beam.Flatten()
+    return flatten_stats((plain, picked), f"{label}AllStats")
 
 
 class Decide(beam.PTransform):

@@ -16,15 +16,19 @@ each), so the runner does not buffer every text once more for a join.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
-from qurate.dedup import components, stage
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+from qurate.dedup import band_chunks, components, stage
 from qurate.dedup.config import DedupConfig
 from qurate.dedup.signatures import Signer
 from qurate.doc import Doc, doc_dead_letter
 from qurate.pipelines.batching import BatchingDoFn
+from qurate.pipelines.stats import flatten_stats
 from qurate.spec import StageContext
 from qurate.verdicts import error_text, run_batch
 
@@ -55,9 +59,9 @@ class _SignFn(BatchingDoFn):
     """Batches of docs -> main ``(node key, doc)``, ``recs`` SignRecord; a doc that breaks signing is
     dead-lettered alone (the batch is retried doc by doc)."""
 
-    def __init__(self, config: DedupConfig, params: stage.SignParams):
+    def __init__(self, config: DedupConfig, params: stage.SignParams, keep_docs: bool = True):
         super().__init__(config.batch_size)
-        self._config, self._params = config, params
+        self._config, self._params, self._keep_docs = config, params, keep_docs
         self._signer: Signer | None = None
 
     def setup(self) -> None:
@@ -72,17 +76,22 @@ class _SignFn(BatchingDoFn):
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, doc_dead_letter(stage.NAME, error_text(rec), doc,
                                                                             type(rec).__name__))
             else:
-                yield rec.key, doc
+                if self._keep_docs:
+                    yield rec.key, doc
                 yield beam.pvalue.TaggedOutput(RECS, rec)
 
 
 class Sign(beam.PTransform):
-    def __init__(self, config: DedupConfig, params: stage.SignParams):
+    """Docs -> ``docs`` (node key, doc), ``recs`` SignRecords, ``dead_letter``; ``keep_docs=False``: no ``docs``
+    (a plan pass needs only the records)."""
+
+    def __init__(self, config: DedupConfig, params: stage.SignParams, keep_docs: bool = True):
         super().__init__()
-        self.config, self.params = config, params
+        self.config, self.params, self.keep_docs = config, params, keep_docs
 
     def expand(self, docs):
-        return docs | beam.ParDo(_SignFn(self.config, self.params)).with_outputs(RECS, DEAD_LETTER, main="docs")
+        return docs | beam.ParDo(_SignFn(self.config, self.params, self.keep_docs)).with_outputs(
+            RECS, DEAD_LETTER, main="docs")
 
 
 class _BestCopy(beam.CombineFn):
@@ -127,27 +136,87 @@ class _Distinct(beam.PTransform):
                 | "One" >> beam.CombinePerKey(lambda _values: None) | "Keys" >> beam.Keys())
 
 
-class LSHCandidates(beam.PTransform):
-    """Vertices -> ``edges`` (hi, lo): bucket pairs, verified on their sketches when ``verify`` is on."""
+class _BandChunksFn(beam.DoFn):
+    """Vertices -> ``(partition, chunk)``: a bundle's band records packed per band-key partition
+    (``band_chunks``): the band shuffle carries bytes, not one Python object per (band, vertex)."""
 
-    def __init__(self, config: DedupConfig):
+    def start_bundle(self) -> None:
+        self._buffer = band_chunks.ChunkBuffer()
+
+    def process(self, kv):
+        vertex, group = kv
+        if self._buffer.add(band_chunks.unpack_keys(group.near.bands), vertex):
+            yield from self._buffer.flush()
+
+    def finish_bundle(self):
+        for pair in self._buffer.flush():
+            yield WindowedValue(pair, MIN_TIMESTAMP, [GlobalWindow()])
+
+
+class _CandidatesFn(beam.DoFn):
+    """A partition's chunks -> its buckets' candidate pairs (and bucket stats). Near copies share most of their
+    bands, so the same pair comes from many buckets: a bundle drops the pairs it already sent (up to
+    ``SEEN_PAIRS`` remembered), which keeps most repeats out of the shuffle; ``_Distinct`` after it still removes
+    every repeat, so the memory bound changes nothing but the volume."""
+
+    SEEN_PAIRS = 2_000_000
+
+    def __init__(self, anchors: int):
+        self._anchors = anchors
+
+    def start_bundle(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+
+    def process(self, kv: tuple[int, Iterable[band_chunks.Chunk]]) -> Iterator[Any]:
+        for members in band_chunks.buckets(kv[1]):
+            for out in stage.bucket_candidates(members, self._anchors):
+                if isinstance(out, stage.Stat):
+                    yield beam.pvalue.TaggedOutput(STATS, (out.key, out.value))
+                    continue
+                if out in self._seen:
+                    continue
+                if len(self._seen) >= self.SEEN_PAIRS:
+                    self._seen.clear()
+                self._seen.add(out)
+                yield out
+
+
+class LSHCandidates(beam.PTransform):
+    """Vertices -> ``edges`` (hi, lo): bucket pairs, verified on their sketches when ``verify`` is on.
+
+    ``lookup``: the pairs read both sketches from a side input of every vertex's sketch (256 bytes each) instead
+    of two joins that copy a sketch per pair through the shuffle: less memory in a local runner (a plan pass
+    of a checkpoint chain), where a shuffle lives in memory too; a cluster runner keeps the joins."""
+
+    def __init__(self, config: DedupConfig, lookup: bool = False):
         super().__init__()
-        self.config = config
+        self.config, self.lookup = config, lookup
 
     def expand(self, vertices):
         cfg, threshold = self.config, self.config.edge_threshold()
         buckets = (
             vertices
-            | "Bands" >> beam.FlatMap(lambda kv: stage.band_records(*kv))
-            | "ByBand" >> beam.GroupByKey()
-            | "Candidates" >> beam.FlatMap(_routed(lambda kv, k: stage.bucket_candidates(kv[1], k)),
-                                           cfg.verify_anchors if cfg.verify else 1).with_outputs(STATS, main="pairs")
+            | "BandChunks" >> beam.ParDo(_BandChunksFn())
+            | "ByPartition" >> beam.GroupByKey()
+            | "Candidates" >> beam.ParDo(_CandidatesFn(cfg.verify_anchors if cfg.verify else 1)).with_outputs(
+                STATS, main="pairs")
         )
         pairs = buckets["pairs"] | "DistinctCandidates" >> _Distinct()
         if not cfg.verify:
             return {"edges": pairs, STATS: buckets[STATS]}
         # Sketches travel only with candidate pairs (two joins), not with every band record.
         sketches = vertices | "Sketch" >> beam.Map(lambda kv: (kv[0], kv[1].near.sketch))
+        if self.lookup:
+            scored = pairs | "VerifyByLookup" >> beam.FlatMap(stage.verify_pair, beam.pvalue.AsDict(sketches))
+        else:
+            scored = self._joined(pairs, sketches)
+        stats = scored | "CandidateStats" >> beam.Map(lambda c, t: tuple(stage.candidate_stat(c, t)), threshold)
+        edges = (scored | "Verified" >> beam.Filter(lambda c, t: c.score >= t, threshold)
+                 | "Edge" >> beam.Map(lambda c: (c.member, c.anchor)))
+        return {"edges": edges, STATS: flatten_stats((buckets[STATS], stats), "LSHStats")}
+
+    @staticmethod
+    def _joined(pairs, sketches):
         scored = (
             {"sketch": sketches, "anchor": pairs}
             | "JoinMember" >> beam.CoGroupByKey()
@@ -158,10 +227,7 @@ class LSHCandidates(beam.PTransform):
             | "JoinAnchor" >> beam.CoGroupByKey()
             | "Verify" >> beam.FlatMap(_per_key(stage.verify, "sketch", "member"))
         )
-        stats = scored | "CandidateStats" >> beam.Map(lambda c, t: tuple(stage.candidate_stat(c, t)), threshold)
-        edges = (scored | "Verified" >> beam.Filter(lambda c, t: c.score >= t, threshold)
-                 | "Edge" >> beam.Map(lambda c: (c.member, c.anchor)))
-        return {"edges": edges, STATS: (buckets[STATS], stats) | "LSHStats" >> beam.Flatten()}
+        return scored
 
 
 class _Round(beam.PTransform):
@@ -208,7 +274,7 @@ class ConnectedComponents(beam.PTransform):
             | "Cluster" >> beam.FlatMap(_routed(lambda kv, b, r: stage.cluster_decisions(kv[0], kv[1], b, r)),
                                         self.bands, self.rows).with_outputs(STATS, main="near")
         )
-        return {"near": clusters["near"], STATS: (labels[STATS], clusters[STATS]) | "CCStats" >> beam.Flatten()}
+        return {"near": clusters["near"], STATS: flatten_stats((labels[STATS], clusters[STATS]), "CCStats")}
 
 
 class ApplyDecisions(beam.PTransform):
@@ -229,20 +295,53 @@ class ApplyDecisions(beam.PTransform):
 
 
 class Dedup(beam.PTransform):
+    """The stage. In one job: sign, decide, apply. In a checkpoint chain (``two_pass.py``): ``plan`` signs and
+    decides (pass 1, no text leaves the signing step), ``apply`` keys the docs again and applies (pass 2)."""
+
     def __init__(self, config: DedupConfig):
         super().__init__(label=stage.NAME)
         self.config = config
         self.params = stage.sign_params(config)  # (bands, rows) once per run, not per batch
 
     def expand(self, docs):
+        signed = docs | "Sign" >> Sign(self.config, self.params)
+        decided = self._decide(signed[RECS])
+        applied = signed["docs"] | "ApplyDecisions" >> ApplyDecisions(decided["decisions"])
+        return {KEPT: applied[KEPT], REJECTED: applied[REJECTED], DEAD_LETTER: signed[DEAD_LETTER],
+                STATS: decided[STATS]}
+
+    def plan(self, docs):
+        """Pass 1: the clustered docs' decisions and the ids of docs that broke signing (dead-lettered here)."""
+        signed = docs | "Sign" >> Sign(self.config, self.params, keep_docs=False)
+        decided = self._decide(signed[RECS], lookup=True)
+        records = (decided["decisions"] | "PlanDecisions" >> beam.Map(lambda kv: ("decision", kv)),
+                   signed[DEAD_LETTER] | "PlanDead" >> beam.Map(lambda entry: ("dead", entry["id"])))
+        return {"plan": records, STATS: decided[STATS], DEAD_LETTER: signed[DEAD_LETTER]}
+
+    def apply(self, docs, plan):
+        """Pass 2: every doc pass 1 signed, keyed again (cheap: no MinHash), meets its decision."""
+        survivor_key = self.params.survivor_key
+        decisions = (plan | "Decisions" >> beam.Filter(lambda r: r[0] == "decision")
+                     | "Decision" >> beam.Map(lambda r: r[1]))
+        dead = plan | "Dead" >> beam.Filter(lambda r: r[0] == "dead") | "DeadId" >> beam.Map(lambda r: (r[1], None))
+
+        def keyed(doc, dead_ids):
+            if doc.get("id") not in dead_ids:  # a dead one is in pass 1's dead letter already
+                yield stage.node_key(doc, survivor_key), doc
+
+        applied = (docs | "Key" >> beam.FlatMap(keyed, beam.pvalue.AsDict(dead))
+                   | "ApplyDecisions" >> ApplyDecisions(decisions))
+        return {KEPT: applied[KEPT], REJECTED: applied[REJECTED]}
+
+    def _decide(self, recs, lookup: bool = False):
+        """SignRecords -> ``decisions`` (node key, Decision) for the clustered docs, and stats."""
         cfg, stats = self.config, []
-        signed = docs | "Sign" >> Sign(cfg, self.params)
-        exact = signed[RECS] | "ExactGroups" >> ExactGroups()
+        exact = recs | "ExactGroups" >> ExactGroups()
         stats.append(exact[STATS])
         # Exact only: a vertex with no "near" input decides as a cluster of its copies.
         decide_in: dict[str, Any] = {"member": exact["members"]}
         if cfg.near:
-            lsh = exact["vertices"] | "LSHCandidates" >> LSHCandidates(cfg)
+            lsh = exact["vertices"] | "LSHCandidates" >> LSHCandidates(cfg, lookup)
             cc = (lsh["edges"], exact["vertices"]) | "ConnectedComponents" >> ConnectedComponents(
                 cfg, self.params.bands, self.params.rows)
             decide_in["near"] = cc["near"]
@@ -253,15 +352,13 @@ class Dedup(beam.PTransform):
             | "Decide" >> beam.FlatMap(_per_key(stage.decide, *decide_in)).with_outputs(STATS, main="decisions")
         )
         unique = (
-            {"decision": decided["decisions"], "doc": signed[RECS] | "DocKeys" >> beam.Map(lambda r: (r.key, 1))}
+            {"decision": decided["decisions"], "doc": recs | "DocKeys" >> beam.Map(lambda r: (r.key, 1))}
             | "JoinKeys" >> beam.CoGroupByKey()
             | "Unique" >> beam.FlatMap(_per_key(stage.unique_decision, "decision", "doc"))
             .with_outputs(STATS, main="decisions")
         )
-        applied = signed["docs"] | "ApplyDecisions" >> ApplyDecisions(unique["decisions"])
         stats += [decided[STATS], unique[STATS]]
-        return {KEPT: applied[KEPT], REJECTED: applied[REJECTED], DEAD_LETTER: signed[DEAD_LETTER],
-                STATS: stats | "AllStats" >> beam.Flatten()}
+        return {"decisions": unique["decisions"], STATS: flatten_stats(stats, "AllStats")}
 
 
 def build(config: DedupConfig, ctx: StageContext) -> beam.PTransform:

@@ -42,6 +42,7 @@ from qurate.pipelines.export_megatron import WriteMegatron
 from qurate.pipelines.export_packed import WritePacked
 from qurate.pipelines.mixture_rows import ReadMixture, mixture_files
 from qurate.pipelines.pack_config import PackConfig
+from qurate.pipelines.stats import flatten_stats
 from qurate.stats import Stats
 
 EXPORT_DIRS = ("megatron", "packed")
@@ -75,7 +76,7 @@ class Export(beam.PTransform):
             for seq_len in cfg.seq_lens:
                 stats.append(keyed | f"Pack{seq_len}" >> WritePacked(self.out_dir, cfg, seed, seq_len,
                                                                       self.shard_tokens, self.pad_id))
-        return stats | "AllStats" >> beam.Flatten()
+        return flatten_stats(stats, "AllStats")
 
 
 def _write_stat_lines(item, path: str):

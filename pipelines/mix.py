@@ -27,7 +27,6 @@ import json
 import sys
 from typing import Any
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from qurate.pipelines.export import Export, WriteExportStats, clear_export, read_export_stats
 from qurate.pipelines.export_files import write_atomic
@@ -38,6 +37,7 @@ from qurate.pipelines.mix_select import MIX_PLAN, SelectMix
 from qurate.pipelines.mix_write import WriteMixMixture
 from qurate.pipelines.mixture_rows import ReadMixture
 from qurate.pipelines.pack_config import PackConfig
+from qurate.pipelines.stats import flatten_stats
 
 
 def _read_manifest(out_dir: str) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def run_mix(out_dir: str, new_dir: str, weights: dict[str, float], *, beam_args:
     if cfg.enabled and (cfg.megatron or cfg.numpy):
         stats.append(rows | "Export" >> Export(new_dir, cfg, seed=seed, shard_tokens=shard_tokens,
                                                pad_id=eos if eos is not None else 0))
-    _ = stats | "AllStats" >> beam.Flatten() | "Stats" >> WriteExportStats(new_dir)
+    _ = flatten_stats(stats, "AllStats") | "Stats" >> WriteExportStats(new_dir)
     pipeline.run().wait_until_finish()
 
     stats_read = read_export_stats(new_dir)

@@ -39,6 +39,7 @@ from qurate.classifiers.rebalance import Key, KeyPlan, add_thresholds
 from qurate.doc import rejected
 from qurate.pipelines.batching import BatchingDoFn
 from qurate.pipelines.decide import DEAD_LETTER, KEPT, REJECTED, STATS, Predict
+from qurate.pipelines.stats import flatten_stats
 from qurate.spec import StageContext
 from qurate.tokenizer import load_tokenizer
 
@@ -122,12 +123,47 @@ class _Decide(beam.DoFn):
         yield out
 
 
+TOKENS_FIELD = "_domains_tokens"  # a staged doc's mixture tokens, between the two passes of a checkpoint chain
+
+
+def _staged(item):
+    doc, tokens = item
+    return {**doc, TOKENS_FIELD: tokens}
+
+
+def _unstaged(doc):
+    doc = dict(doc)
+    return doc, doc.pop(TOKENS_FIELD)
+
+
 class Rebalance(beam.PTransform):
+    """The stage. In one job: label, count, plan, decide. In a checkpoint chain (``two_pass.py``): ``plan`` labels,
+    counts and plans (pass 1), staging the labelled docs with their token counts, and ``apply`` decides over the
+    staged docs (pass 2): the docs are never held while the rates are computed, and never labelled twice."""
+
     def __init__(self, config: DomainsConfig, ctx: StageContext):
         super().__init__()
         self.config, self.ctx = config, ctx
 
     def expand(self, docs):
+        labelled, counted, rates, plans = self._plan(docs)
+        decided = self._decide(counted, plans)
+        stats = flatten_stats((labelled[STATS], self._supply_stats(counted), self._plan_stats(rates),
+                               decided[STATS]), "AllStats")
+        return {KEPT: decided[KEPT], REJECTED: decided[REJECTED], DEAD_LETTER: labelled[DEAD_LETTER],
+                STATS: stats}
+
+    def plan(self, docs):
+        labelled, counted, rates, plans = self._plan(docs)
+        stats = flatten_stats((labelled[STATS], self._supply_stats(counted), self._plan_stats(rates)), "AllStats")
+        return {"plan": plans, "docs": counted | "Stage" >> beam.Map(_staged), STATS: stats,
+                DEAD_LETTER: labelled[DEAD_LETTER]}
+
+    def apply(self, staged, plans):
+        decided = self._decide(staged | "Unstage" >> beam.Map(_unstaged), plans)
+        return {KEPT: decided[KEPT], REJECTED: decided[REJECTED], STATS: decided[STATS]}
+
+    def _plan(self, docs):
         cfg, ctx = self.config, self.ctx
         rb = cfg.rebalance
         labelled = docs | "Classify" >> Predict(STAGE_NAME, DomainsBatchModel(cfg, ctx.seed, ctx.report_examples > 0),
@@ -147,15 +183,19 @@ class Rebalance(beam.PTransform):
             | "Rates" >> beam.Map(_rates, cfg)
         )
         plans = totals | "Thresholds" >> beam.Map(_with_threshold, beam.pvalue.AsSingleton(rates), bins)
-        decided = counted | "Decide" >> beam.ParDo(_Decide(cfg, seed), beam.pvalue.AsDict(plans)).with_outputs(
-            REJECTED, STATS, main=KEPT)
-        supply_stats = counted | "SupplyStats" >> beam.Map(
-            lambda dt: (supply_key(full_key(dt[0])), {"docs": 1, "tokens": dt[1]}))
-        plan_stats_pc = rates | "PlanStats" >> beam.FlatMap(lambda r: list(r["stats"].items()))
-        stats = ((labelled[STATS], supply_stats, plan_stats_pc, decided[STATS])
-                 | "AllStats" >> beam.Flatten())
-        return {KEPT: decided[KEPT], REJECTED: decided[REJECTED], DEAD_LETTER: labelled[DEAD_LETTER],
-                STATS: stats}
+        return labelled, counted, rates, plans
+
+    def _decide(self, counted, plans):
+        return counted | "Decide" >> beam.ParDo(_Decide(self.config, self.ctx.seed),
+                                                beam.pvalue.AsDict(plans)).with_outputs(REJECTED, STATS, main=KEPT)
+
+    @staticmethod
+    def _supply_stats(counted):
+        return counted | "SupplyStats" >> beam.Map(lambda dt: (supply_key(full_key(dt[0])), {"docs": 1, "tokens": dt[1]}))
+
+    @staticmethod
+    def _plan_stats(rates):
+        return rates | "PlanStats" >> beam.FlatMap(lambda r: list(r["stats"].items()))
 
 
 def build(config: DomainsConfig, ctx: StageContext) -> beam.PTransform:

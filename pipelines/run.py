@@ -25,7 +25,7 @@ from qurate.pipelines.read import ReadDocs
 from qurate.pipelines.recipe import Recipe, RecipeError
 from qurate.pipelines.runners import make_pipeline, pipeline_options
 from qurate.pipelines.sinks import WriteDeadLetter, WriteDocs, WriteMixture, WriteRejected, rejection_stats
-from qurate.pipelines.stats import WriteStats
+from qurate.pipelines.stats import WriteStats, flatten_docs, flatten_stats
 from qurate.spec import StageContext, StageSpec
 
 LOG = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def kept_stat(stage: str):
     return stat
 
 
-def _prefixed(stage: str):
+def prefixed_stats(stage: str):
     def prefix(kv):
         key, value = kv
         return ("stage", stage, *key), value
@@ -104,19 +104,25 @@ def _example(seed: int, chars: int):
     return example
 
 
-def add_stage(docs, spec: StageSpec, plan: RunPlan, rejected: list, dead: list, stats: list):
-    """Applies one stage to ``docs``; appends its rejected, dead-letter and stats outputs; returns its kept."""
+def add_stage(docs, spec: StageSpec, plan: RunPlan, rejected: list, dead: list, stats: list,
+              transform: beam.PTransform | None = None):
+    """Applies one stage to ``docs`` (its own transform, or ``transform`` standing for it); appends its rejected,
+    dead-letter and stats outputs; returns its kept."""
     name = spec.name
-    result = docs | name >> build_stage(spec, plan.recipe.section(name), plan.context)
+    result = docs | name >> (transform or stage_transform(spec, plan))
     docs = result[KEPT]
     if REJECTED in result:
         rejected.append(result[REJECTED])
     if DEAD_LETTER in result:
         dead.append(result[DEAD_LETTER])
     if STATS in result:
-        stats.append(result[STATS] | f"{name}/PrefixStats" >> beam.Map(_prefixed(name)))
+        stats.append(result[STATS] | f"{name}/PrefixStats" >> beam.Map(prefixed_stats(name)))
     stats.append(docs | f"{name}/CountKept" >> beam.Map(kept_stat(name)))
     return docs
+
+
+def stage_transform(spec: StageSpec, plan: RunPlan) -> beam.PTransform:
+    return build_stage(spec, plan.recipe.section(spec.name), plan.context)
 
 
 def add_sinks(pipeline: beam.Pipeline, plan: RunPlan, docs, rejected: list, dead: list, stats: list) -> None:
@@ -126,10 +132,10 @@ def add_sinks(pipeline: beam.Pipeline, plan: RunPlan, docs, rejected: list, dead
     stats.append(docs | "write/Mixture" >> WriteMixture(out, recipe.output, recipe.tokenizer))
     if recipe.output.write_docs:
         stats.append(docs | "write/Docs" >> WriteDocs(out, recipe.output.shard_chars))
-    all_rejected = rejected | "write/AllRejected" >> beam.Flatten(pipeline=pipeline)
+    all_rejected = flatten_docs(rejected, "write/AllRejected", pipeline)
     stats.append(all_rejected | "write/Rejected" >> WriteRejected(out, recipe.output, recipe.tokenizer))
     stats.append(all_rejected | "write/RejectionStats" >> beam.FlatMap(rejection_stats))
-    stats.append(dead | "write/AllDeadLetter" >> beam.Flatten(pipeline=pipeline)
+    stats.append(flatten_docs(dead, "write/AllDeadLetter", pipeline)
                  | "write/DeadLetter" >> WriteDeadLetter(out, recipe.output.shard_chars))
     if recipe.output.report_examples:
         stats.append(
@@ -137,7 +143,7 @@ def add_sinks(pipeline: beam.Pipeline, plan: RunPlan, docs, rejected: list, dead
             | "write/Example" >> beam.Map(_example(recipe.seed, EXAMPLE_CHARS))
             | "write/PickExamples" >> PickExamples(recipe.output.report_examples)
         )
-    _ = stats | "write/AllStats" >> beam.Flatten() | "write/Stats" >> WriteStats(out)
+    _ = flatten_stats(stats, "write/AllStats") | "write/Stats" >> WriteStats(out)
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:

@@ -29,11 +29,11 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 from qurate.pipelines import checkpoints as ck
 from qurate.pipelines.code_hash import code_hash
-from qurate.pipelines.decide import DEAD_LETTER, KEPT, STATS
+from qurate.pipelines.segment_jobs import remove_plans, run_segment
 from qurate.pipelines.shards import write_atomic
-from qurate.pipelines.stats import WriteStats, read_stats
+from qurate.pipelines.stats import WriteStats, flatten_stats, read_stats
 
-FILE_CHARS = 32_000_000  # text characters per checkpoint file: one bundle's buffer, one reader task
+FILE_CHARS = 8_000_000  # text characters per checkpoint file: what one writer buffers (~30 MB), one reader task
 ROW_GROUP_ROWS = 2048
 CHECKPOINT_KEY = "_checkpoint"  # stats key of a written checkpoint file: (key, kind, file name, sha256)
 
@@ -99,28 +99,18 @@ def _paths(folder: str, manifest: dict[str, Any], kind: str) -> list[str]:
     return [FileSystems.join(folder, entry["path"]) for entry in manifest["files"].get(kind, [])]
 
 
-def build_segment(pipeline: beam.Pipeline, plan: Any, index: int, previous: list[str]) -> None:
-    """Segment ``index``: read (first) or the previous stage's kept docs, the stage, its checkpoint."""
-    from qurate.pipelines.read import ReadDocs
-    from qurate.pipelines.run import add_stage, kept_stat
-
-    folder = ck.stage_dir(plan.out_dir, index, plan.specs[index].name)
-    rejected: list[Any] = []
-    dead: list[Any] = []
-    stats: list[Any] = []
-    if index == 0:
-        read = pipeline | "read" >> ReadDocs(plan.recipe.input, plan.files)
-        docs = read[KEPT]
-        dead.append(read[DEAD_LETTER])
-        stats += [read[STATS], docs | "read/CountKept" >> beam.Map(kept_stat("read"))]
-    else:
-        docs = pipeline | "checkpoint/Read" >> ReadRecords(previous)
-    docs = add_stage(docs, plan.specs[index], plan, rejected, dead, stats)
-    for kind, pcolls in (("kept", [docs]), ("rejected", rejected), ("dead_letter", dead)):
-        if pcolls:
-            records = pcolls | f"checkpoint/All_{kind}" >> beam.Flatten(pipeline=pipeline)
-            stats.append(records | f"checkpoint/Write_{kind}" >> beam.ParDo(_WriteRecordsFn(folder, kind)))
-    _ = stats | "checkpoint/AllStats" >> beam.Flatten() | "checkpoint/Stats" >> WriteStats(folder)
+def write_checkpoint(pipeline: beam.Pipeline, folder: str, kept: Any, outputs: Any,
+                     stats_dir: str | None = None) -> None:
+    """Adds the checkpoint writers to a segment's job: its kept docs (``None`` in a plan job), rejected docs and
+    dead-letter entries as Parquet files in ``folder``, and its stats (with the files' list) in ``stats_dir``."""
+    stats = list(outputs.stats)
+    for kind, pcolls in (("kept", [kept] if kept is not None else []), ("rejected", outputs.rejected),
+                         ("dead_letter", outputs.dead)):
+        for i, records in enumerate(pcolls):  # one writer each: a Flatten would hold them all in a local runner
+            stats.append(records | f"checkpoint/Write_{kind}{i or ''}" >> beam.ParDo(_WriteRecordsFn(folder, kind)))
+    if not stats:
+        stats = [pipeline | "checkpoint/NoStats" >> beam.Create([])]
+    _ = flatten_stats(stats, "checkpoint/AllStats") | "checkpoint/Stats" >> WriteStats(stats_dir or folder)
 
 
 def finish_segment(plan: Any, check: ck.StageCheck, upstream: str, seconds: float) -> tuple[dict[str, Any], str]:
@@ -153,6 +143,7 @@ def finish_segment(plan: Any, check: ck.StageCheck, upstream: str, seconds: floa
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1), "counts": counts, "files": files,
     }
+    remove_plans(folder)
     return manifest, ck.write_stage_manifest(folder, manifest)
 
 
@@ -205,9 +196,7 @@ def run_chain(plan: Any, make: Callable[[], beam.Pipeline], resume: bool, phase:
     for check in checks[start:]:
         previous = _paths(checks[check.index - 1].folder, manifests[-1], "kept") if check.index else []
         started = time.monotonic()
-        pipeline = make()
-        build_segment(pipeline, plan, check.index, previous)
-        _run(pipeline)
+        run_segment(plan, check.index, previous, make, _run, write_checkpoint)
         manifest, upstream = finish_segment(plan, check, upstream, time.monotonic() - started)
         manifests.append(manifest)
     pipeline = make()

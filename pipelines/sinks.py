@@ -12,6 +12,7 @@ from qurate.pipelines.batching import BatchingDoFn
 from qurate.pipelines.recipe import OutputConfig, TokenizerConfig
 from qurate.pipelines.schema import DEAD_LETTER_SCHEMA, DOCS_SCHEMA, MIXTURE_SCHEMA, REJECTED_SCHEMA, to_row
 from qurate.pipelines.shards import WriteShardedParquet, safe_component
+from qurate.pipelines.stats import flatten_stats
 from qurate.tokenizer import load_tokenizer
 
 DEFAULT_SHARD_CHARS = 200_000_000  # docs/rejected/dead-letter shards: about this much text each
@@ -101,7 +102,7 @@ class WriteMixture(beam.PTransform):
                 id_of=lambda r: (r["id"], r["repeat"]), sort_key=lambda r: (r["id"], r["repeat"]),
                 stats_of=_mixture_stats)
         )
-        return (by_lang, written) | "Stats" >> beam.Flatten()
+        return flatten_stats((by_lang, written), "Stats")
 
 
 def _text_size(row: dict[str, Any]) -> int:

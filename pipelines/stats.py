@@ -46,6 +46,27 @@ def _write_lines(item, path: str):
     yield path
 
 
+def flatten_stats(pcolls, label: str):
+    """Stats pairs of several collections as one, each summed per key first.
+
+    A local runner materializes a Flatten of two or more inputs: every element, in memory. Per-document stats
+    pairs (several per doc) summed per key before the Flatten (the combiner runs fused with their producer) leave
+    one partial sum per key and bundle to cross it instead."""
+    pcolls = list(pcolls)
+    if len(pcolls) == 1:
+        return pcolls[0]
+    summed = [pc | f"{label}/Sum{i}" >> beam.CombinePerKey(SumFields()) for i, pc in enumerate(pcolls)]
+    return summed | f"{label}/All" >> beam.Flatten()
+
+
+def flatten_docs(pcolls, label: str, pipeline=None):
+    """One collection of several (a local runner materializes a Flatten of two or more: avoided for one)."""
+    pcolls = list(pcolls)
+    if len(pcolls) == 1:
+        return pcolls[0]
+    return pcolls | label >> beam.Flatten(pipeline=pipeline)
+
+
 class WriteStats(beam.PTransform):
     """Sums all stats pairs per key and writes them, sorted, to ``OUT/_stats/stats.jsonl``."""
 

@@ -176,7 +176,7 @@ def test_sign_records_carry_node_key_exact_hash_and_band_keys():
     recs = stage.sign(docs, signer, params)
     assert [key_id(r.key) for r in recs] == ["a", "b", "c"]
     assert recs[0].text_hash == recs[1].text_hash != recs[2].text_hash  # whitespace-normalized exact hash
-    assert recs[0].near == recs[1].near and len(recs[0].near.bands) == params.bands
+    assert recs[0].near == recs[1].near and len(recs[0].near.bands) == 8 * params.bands
     assert len(recs[0].near.sketch) == cfg.num_perm
     off = stage.sign(docs, None, params._replace(near=False, exact=False))
     assert all(r.near is None and r.text_hash == r.key for r in off)
@@ -265,3 +265,34 @@ def test_report_reads_the_stats_the_steps_emit():
     assert curve["series"]["measured: cluster pairs sharing a band"][18] == 0.75
     assert curve["series"]["theoretical P(candidate)"][-1] > 0.99
     assert stage.STAGE.name == "dedup" and stage.STAGE.graph == "dedup" and stage.STAGE.report is stage.report
+
+
+def test_packed_band_chunks_find_the_same_buckets_as_grouping_records():
+    """Band records packed per partition in chunks (any split over bundles and flushes) give exactly the buckets
+    a plain group-by of (band key, vertex) gives, with non-ASCII and lone-surrogate vertex names intact."""
+    import random
+    from collections import defaultdict
+
+    from qurate.dedup import band_chunks
+
+    rng = random.Random(7)
+    names = [f"v{i}" for i in range(300)] + ["é-ü", "日本語", "odd\udcff"]
+    records = [(rng.randrange(40) * 1_000_003 + (1 << 63), rng.choice(names)) for _ in range(2_000)]
+    records = list(dict.fromkeys(records))  # a vertex is in a bucket once
+    expected = defaultdict(set)
+    for key, name in records:
+        expected[key].add(name)
+    want = sorted(sorted(v) for v in expected.values() if len(v) >= 2)
+
+    buffer = band_chunks.ChunkBuffer(partitions=8, limit=97)  # many flushes
+    by_part = defaultdict(list)
+    for key, name in records:
+        if buffer.add([key], name):
+            for part, chunk in buffer.flush():
+                by_part[part].append(chunk)
+    for part, chunk in buffer.flush():
+        by_part[part].append(chunk)
+    assert sum(len(c[0]) // 8 for chunks in by_part.values() for c in chunks) == len(records)
+    got = sorted(sorted(b) for part in sorted(by_part) for b in band_chunks.buckets(reversed(by_part[part])))
+    assert got == want
+    assert band_chunks.unpack_keys(band_chunks.band_keys([1, 2**64 - 1])) == [1, 2**64 - 1]

@@ -189,6 +189,8 @@ def test_ui_message_cues_from_the_tune_source():
     assert standard_winner(latin, "Povrni zadnjo shranjeno inačico dokumenta", {"sl": 0.5, "hr": 0.2}) is None
     assert cue_winner(("ms", "id"), "Sila pilih fail untuk dipaparkan dalam tetingkap") == "ms"
     assert cue_winner(("ms", "id"), "Silakan pilih berkas untuk ditampilkan di jendela") == "id"
+    assert cue_winner(("ms", "id"), "Tiada item dipilih") == "ms" and cue_winner(("ms", "id"), "Mulakan semula") == "ms"
+    assert cue_winner(("ms", "id"), "Tidak ada item dipilih") == "id" and cue_winner(("ms", "id"), "Mulai ulang") == "id"
     # the yat-less fallback: off by default; with a share threshold, fastText's sr share decides
     lingua = {"hr": 0.7, "bs": 0.3, "sl": 0.0, "sr": 0.0}
     text, prior = "Ne mogu napraviti autofilter", {"hr": 0.2, "bs": 0.1, "sr": 0.7, "sl": 0.0}
@@ -196,6 +198,70 @@ def test_ui_message_cues_from_the_tune_source():
     assert latin_serbian(lingua, text, prior, GroupRule(serbian_share=0.6))["sr"] == 0.7
     assert latin_serbian(lingua, text, prior, GroupRule(serbian_share=0.8))["sr"] == 0.0
     assert latin_serbian(lingua, "Izmenite boje", prior)["sr"] == 1.4  # ekavian: twice the best of hr/bs
+
+
+def test_fasttexts_latin_serbian_stands_without_a_croatian_or_bosnian_cue():
+    """lingua has no Latin Serbian model, so its hr/bs values are no evidence against fastText's own sr answer:
+    with no ijekavian form, no Croatian word and no Slovene reading by lingua, Serbian stands (GROUP_RULES)."""
+    from qurate.filters.second_opinion import (
+        GROUP_RULES,
+        GroupRule,
+        latin_serbian,
+        serbian_stands,
+        standard_winner,
+    )
+
+    latin = ("bs", "hr", "sr", "sl")
+    rule = GROUP_RULES[latin]
+    assert rule.serbian_top_share is not None
+    lingua = {"hr": 0.6, "bs": 0.3, "sl": 0.1, "sr": 0.0}
+    sure, unsure = {"sr": 0.7, "hr": 0.2, "bs": 0.1, "sl": 0.0}, {"sr": 0.45, "hr": 0.35, "bs": 0.2, "sl": 0.0}
+    text = "Ne mogu napraviti autofilter"
+    assert serbian_stands(lingua, text, sure, rule)
+    assert latin_serbian(lingua, text, sure, rule) == {"hr": 0.0, "bs": 0.0, "sl": 0.0, "sr": 1.0}
+    assert not serbian_stands(lingua, text, unsure, rule)  # fastText's sr share below the rule's
+    assert not serbian_stands(lingua, text, sure, GroupRule())  # off unless the rule asks for it
+    assert not serbian_stands(lingua, "Provjerite vezu prije spremanja", sure, rule)  # ijekavian: not Serbian
+    assert not serbian_stands(lingua, "Odaberite datoteku", sure, rule)  # a Croatian word
+    assert not serbian_stands({"hr": 0.2, "bs": 0.1, "sl": 0.7}, text, sure, rule)  # lingua reads Slovene
+    # Croatian word cues added on the tune source: odabrati, popis, the "li" question after the verb
+    for croatian in ("Jeste li sigurni da želite izbrisati stranicu?", "Odaberite vašu vremensku zonu",
+                     "Odaberi sve dokumente iz popisa", "Okreni pločice ovim kutom"):
+        assert standard_winner(latin, croatian, sure) == "hr", croatian
+    assert standard_winner(latin, "Da li ste sigurni da želite da obrišete stranicu?", sure) != "hr"
+
+
+def test_estonian_and_chinese_short_strings_get_a_second_opinion():
+    """Short Estonian that fastText reads as Finnish and kana-less Chinese that it reads as Japanese (GNOME messages
+    of the UI-message tune source) are judged inside the et/fi and zh/ja groups; Finnish and Japanese stay."""
+    assert group_of("et") == group_of("fi") == ("et", "fi") and group_of("zh") == group_of("ja") == ("zh", "ja")
+    lid = LanguageIdentifier(LangIdConfig())
+    lid.load()
+    bare = LanguageIdentifier(LangIdConfig(second_opinion=False))
+    bare.load()
+    texts = {"et": ["Server ei toeta blokkimist", "Kas visata praegune muudetud projekt minema?"],
+             "zh": ["隱藏選取物件以外的物件", "必须已设置库位置才能下载专辑。"]}
+    for lang, wrong in (("et", "fi"), ("zh", "ja")):
+        assert [r.lang for r in bare.identify_batch(texts[lang])] == [wrong, wrong]  # fastText alone
+        assert [r.lang for r in lid.identify_batch(texts[lang])] == [lang, lang]
+    assert lid.identify("Palvelin ei tue estämistä").lang == "fi"
+    assert lid.identify("選択したオブジェクト以外を隠す").lang == "ja"
+
+
+def test_latin_serbian_short_strings_keep_fasttexts_serbian():
+    """End to end on real short Latin Serbian UI strings (GNOME/Inkscape messages of the tune source) that fastText
+    alone reads as sr and that have no yat form: qurate used to turn each into hr; now Serbian stands. A Croatian
+    question that fastText also reads as sr stays hr by its Croatian word cues."""
+    lid = LanguageIdentifier(LangIdConfig())
+    lid.load()
+    bare = LanguageIdentifier(LangIdConfig(second_opinion=False))
+    bare.load()
+    serbian = ["Širina kolone „Uređaj“ u pregledu diska", "Potpuno utišava jačinu zvuka",
+               "Dovod ne sadrži stavke koje možete preuzeti", "Nažalost, nešto je pošlo naopako"]
+    croatian = "Jeste li sigurni da želite izbrisati ove korisnike?"
+    assert [r.lang for r in bare.identify_batch([*serbian, croatian])] == ["sr"] * 5  # fastText's own answer
+    assert [r.lang for r in lid.identify_batch(serbian)] == ["sr"] * 4
+    assert lid.identify(croatian).lang == "hr"
 
 
 def test_second_opinion_fixes_latin_serbian_and_keeps_indonesian(udhr):

@@ -224,3 +224,16 @@ def test_records_round_trip_exactly() -> None:
         assert back == record and list(back) == list(record)
         assert [type(v) for v in back.values()] == [type(v) for v in record.values()]
     assert math.isnan(decode_record(encode_record({"v": math.nan}))["v"])
+
+
+def test_two_pass_domains_stage_in_a_chain_writes_what_one_job_writes(corpus: Path, tmp_path: Path) -> None:
+    """domains as the first stage of a chain: pass 1 reads the input (read's dead letter and stats counted
+    there), labels, counts and plans, staging the labelled docs; pass 2 decides over the staged docs only. The
+    outputs equal a one-job run's, and the plan folder is gone afterwards."""
+    one, chain = tmp_path / "one", tmp_path / "chain"
+    assert _run(corpus, one, "--set", "output.checkpoints=off", stages="domains") == 0
+    assert _run(corpus, chain, "--set", "output.checkpoints=on", stages="domains") == 0
+    _same_run(chain, one)
+    assert _stable_manifest(one)["totals"]["dead_letter"] == 2
+    folder = chain / "_stages" / "01-domains"
+    assert (folder / "manifest.json").exists() and not (folder / "_plan").exists()

@@ -312,11 +312,15 @@ def test_openai_engine_concurrency_retries_and_errors(tiny_dir):
     (prompt too long) fails only its request."""
     import json as _json
     import threading
+    from concurrent.futures import ThreadPoolExecutor
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from qurate.synth.generate import OpenAIGenerator, SynthGenerator, TransformersGenerator
 
     local = TransformersGenerator(_gen_cfg(tiny_dir))
+    # One model thread for the server and for the expected answers: a random model's next-token distribution is
+    # nearly flat, so the float rounding of another thread's BLAS/OpenMP team could flip a seeded draw.
+    model_thread = ThreadPoolExecutor(max_workers=1)
     lock, seen = threading.Lock(), {}
 
     class Server(BaseHTTPRequestHandler):
@@ -334,8 +338,7 @@ def test_openai_engine_concurrency_retries_and_errors(tiny_dir):
             else:
                 req = {"seed": body["seed"], "temperature": body["temperature"], "top_p": body["top_p"],
                        "max_tokens": body["max_tokens"]}
-                with lock:
-                    out = local.generate_ids([body["prompt"]], [req])[0]
+                out = model_thread.submit(local.generate_ids, [body["prompt"]], [req]).result()[0]
                 code, answer = 200, {"choices": [{"index": 0, "text": out["text"], "finish_reason": out["finish"]}],
                                      "usage": {"completion_tokens": out["n_tokens"]}}
             data = _json.dumps(answer).encode()
@@ -355,12 +358,14 @@ def test_openai_engine_concurrency_retries_and_errors(tiny_dir):
         docs = [{"id": "a", "text": "Short one."}, {"id": "b", "text": "word " * 200}, {"id": "c", "text": "Mid."}]
         reqs = [r for d in docs for r in requests_for(task, d, 0)]
         out = SynthGenerator(cfg, None, engine=engine).complete(reqs)
-        expected = [local.generate([reqs[i]])[0] for i in (0, 1, 4, 5)]  # the server's path: one prompt a call
+        # the server's path: one prompt a call, on the same model thread
+        expected = model_thread.submit(lambda: [local.generate([reqs[i]])[0] for i in (0, 1, 4, 5)]).result()
         assert [out[i]["text"] for i in (0, 1, 4, 5)] == [e["text"] for e in expected]
         assert all("HTTP 400" in out[i]["error"] for i in (2, 3))
         assert sorted(seen[r["seed"]] for r in reqs) == [1, 1, 2, 2, 2, 2]  # 503 retried, 400 not
     finally:
         server.shutdown()
+        model_thread.shutdown()
 
 
 def test_report_section_from_stats():
