@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+import xxhash
 
 PARTITIONS = 1024  # band-key partitions: the shuffle's keys (a partition holds ~records / 1024)
 CHUNK_RECORDS = 1_000_000  # a bundle flushes its chunks when it buffers this many records
@@ -27,6 +28,12 @@ def band_keys(bands: Sequence[int]) -> bytes:
 
 def unpack_keys(packed: bytes) -> list[int]:
     return np.frombuffer(packed, dtype="<u8").tolist()
+
+
+def pair_hash(member: str, anchor: str) -> int:
+    """A 128-bit hash of a candidate pair (length-prefixed, so no two pairs share their bytes)."""
+    a, b = member.encode("utf-8", "surrogatepass"), anchor.encode("utf-8", "surrogatepass")
+    return xxhash.xxh3_128_intdigest(len(a).to_bytes(4, "little") + a + b)
 
 
 def partition_of(band_key: int, partitions: int = PARTITIONS) -> int:
