@@ -16,43 +16,22 @@ each), so the runner does not buffer every text once more for a join.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.transforms.window import GlobalWindow
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
-from qurate.dedup import band_chunks, components, stage
+from qurate.dedup import components, stage
 from qurate.dedup.config import DedupConfig
 from qurate.dedup.signatures import Signer
 from qurate.doc import Doc, doc_dead_letter
 from qurate.pipelines.batching import BatchingDoFn
+from qurate.pipelines.dedup_helpers import DEAD_LETTER, KEPT, REJECTED, STATS, _Distinct, _per_key, _routed  # noqa: F401
+from qurate.pipelines.lsh_graph import LSHCandidates
 from qurate.pipelines.stats import flatten_stats
 from qurate.spec import StageContext
 from qurate.verdicts import error_text, run_batch
 
-# The stage-output tags of ``qurate.pipelines.decide`` (not imported here: it loads RunInference, and with it torch,
-# into every worker that unpickles this graph: +210 MB per process).
-KEPT, REJECTED, DEAD_LETTER, STATS = "kept", "rejected", "dead_letter", "stats"
 RECS = "recs"
-
-
-def _routed(fn: Callable[..., Iterable[Any]]) -> Callable[..., Iterable[Any]]:
-    """``fn``'s outputs with its ``Stat`` records sent to the stats output."""
-    def run(*args: Any) -> Iterable[Any]:
-        for out in fn(*args):
-            if isinstance(out, stage.Stat):
-                yield beam.pvalue.TaggedOutput(STATS, (out.key, out.value))
-            else:
-                yield out
-    return run
-
-
-def _per_key(fn: Callable[..., Iterable[Any]], *tags: str) -> Callable[[tuple[str, Any]], Iterable[Any]]:
-    """A CoGroupByKey result ``(key, {tag: values})`` as ``fn(key, *values per tag)``, stats routed."""
-    routed = _routed(fn)
-    return lambda item: routed(item[0], *(item[1][t] for t in tags))
 
 
 class _SignFn(BatchingDoFn):
@@ -126,105 +105,6 @@ class ExactGroups(beam.PTransform):
         )
         return {"vertices": groups | "Vertex" >> beam.Map(lambda kv: (kv[1].best, kv[1])),
                 "members": members["members"], STATS: members[STATS]}
-
-
-class _Distinct(beam.PTransform):
-    """Distinct elements via a combiner (duplicates collapse before the shuffle)."""
-
-    def expand(self, pcoll):
-        return (pcoll | "Key" >> beam.Map(lambda x: (x, None))
-                | "One" >> beam.CombinePerKey(lambda _values: None) | "Keys" >> beam.Keys())
-
-
-class _BandChunksFn(beam.DoFn):
-    """Vertices -> ``(partition, chunk)``: a bundle's band records packed per band-key partition
-    (``band_chunks``): the band shuffle carries bytes, not one Python object per (band, vertex)."""
-
-    def start_bundle(self) -> None:
-        self._buffer = band_chunks.ChunkBuffer()
-
-    def process(self, kv):
-        vertex, group = kv
-        if self._buffer.add(band_chunks.unpack_keys(group.near.bands), vertex):
-            yield from self._buffer.flush()
-
-    def finish_bundle(self):
-        for pair in self._buffer.flush():
-            yield WindowedValue(pair, MIN_TIMESTAMP, [GlobalWindow()])
-
-
-class _CandidatesFn(beam.DoFn):
-    """A partition's chunks -> its buckets' candidate pairs (and bucket stats). Near copies share most of their
-    bands, so the same pair comes from many buckets (up to one per band): a bundle sends each pair once,
-    remembering the 128-bit hashes of the pairs it sent (~60 bytes a pair; a collision, ~2^-128 a pair, would
-    only withhold one candidate edge). Without it a local runner's shuffle held every repeat (~14 GB at 1M docs
-    of near-copy clusters); ``_Distinct`` after it still removes repeats across bundles."""
-
-    def __init__(self, anchors: int):
-        self._anchors = anchors
-
-    def start_bundle(self) -> None:
-        self._seen: set[int] = set()
-
-    def process(self, kv: tuple[int, Iterable[band_chunks.Chunk]]) -> Iterator[Any]:
-        for members in band_chunks.buckets(kv[1]):
-            for out in stage.bucket_candidates(members, self._anchors):
-                if isinstance(out, stage.Stat):
-                    yield beam.pvalue.TaggedOutput(STATS, (out.key, out.value))
-                    continue
-                seen = band_chunks.pair_hash(*out)
-                if seen not in self._seen:
-                    self._seen.add(seen)
-                    yield out
-
-
-class LSHCandidates(beam.PTransform):
-    """Vertices -> ``edges`` (hi, lo): bucket pairs, verified on their sketches when ``verify`` is on.
-
-    ``lookup``: the pairs read both sketches from a side input of every vertex's sketch (256 bytes each) instead
-    of two joins that copy a sketch per pair through the shuffle: less memory in a local runner (a plan pass
-    of a checkpoint chain), where a shuffle lives in memory too; a cluster runner keeps the joins."""
-
-    def __init__(self, config: DedupConfig, lookup: bool = False):
-        super().__init__()
-        self.config, self.lookup = config, lookup
-
-    def expand(self, vertices):
-        cfg, threshold = self.config, self.config.edge_threshold()
-        buckets = (
-            vertices
-            | "BandChunks" >> beam.ParDo(_BandChunksFn())
-            | "ByPartition" >> beam.GroupByKey()
-            | "Candidates" >> beam.ParDo(_CandidatesFn(cfg.verify_anchors if cfg.verify else 1)).with_outputs(
-                STATS, main="pairs")
-        )
-        pairs = buckets["pairs"] | "DistinctCandidates" >> _Distinct()
-        if not cfg.verify:
-            return {"edges": pairs, STATS: buckets[STATS]}
-        # Sketches travel only with candidate pairs (two joins), not with every band record.
-        sketches = vertices | "Sketch" >> beam.Map(lambda kv: (kv[0], kv[1].near.sketch))
-        if self.lookup:
-            scored = pairs | "VerifyByLookup" >> beam.FlatMap(stage.verify_pair, beam.pvalue.AsDict(sketches))
-        else:
-            scored = self._joined(pairs, sketches)
-        stats = scored | "CandidateStats" >> beam.Map(lambda c, t: tuple(stage.candidate_stat(c, t)), threshold)
-        edges = (scored | "Verified" >> beam.Filter(lambda c, t: c.score >= t, threshold)
-                 | "Edge" >> beam.Map(lambda c: (c.member, c.anchor)))
-        return {"edges": edges, STATS: flatten_stats((buckets[STATS], stats), "LSHStats")}
-
-    @staticmethod
-    def _joined(pairs, sketches):
-        scored = (
-            {"sketch": sketches, "anchor": pairs}
-            | "JoinMember" >> beam.CoGroupByKey()
-            | "MemberSketch" >> beam.FlatMap(_per_key(stage.with_member_sketch, "sketch", "anchor"))
-        )
-        scored = (
-            {"sketch": sketches, "member": scored}
-            | "JoinAnchor" >> beam.CoGroupByKey()
-            | "Verify" >> beam.FlatMap(_per_key(stage.verify, "sketch", "member"))
-        )
-        return scored
 
 
 class _Round(beam.PTransform):
