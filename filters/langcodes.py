@@ -21,9 +21,21 @@ _ALIASES = {
     "urd": "ur", "mya": "my", "lao": "lo", "bel": "be",
 }
 
-# Qwen2.5 (arXiv 2412.15115) covers 29+ languages; the default allow-list is those and their close kin.
+# The 29 languages Qwen2 names (its release: English, Chinese and 27 more by region) and Qwen2.5 keeps ("29+").
+QWEN_NAMED_LANGUAGES: tuple[str, ...] = (
+    "en", "zh",
+    "de", "fr", "es", "pt", "it", "nl",  # Western Europe
+    "ru", "cs", "pl",  # Eastern and Central Europe
+    "ar", "fa", "he", "tr",  # Middle East
+    "ja", "ko",  # Eastern Asia
+    "vi", "th", "id", "ms", "lo", "my", "ceb", "km", "tl",  # South-Eastern Asia
+    "hi", "bn", "ur",  # Southern Asia
+)
+
+# The default allow-list: Qwen's named languages and their close kin (languages a corpus holds beside them and
+# a data team keeps for a multilingual mixture).
 QWEN_LANGUAGES: tuple[str, ...] = (
-    "zh", "en", "fr", "es", "pt", "de", "it", "ru", "ja", "ko", "vi", "th", "ar",
+    "zh", "en", "fr", "es", "pt", "de", "it", "ru", "ja", "ko", "vi", "th", "ar", "ceb",
     "hr", "cs", "da", "nl", "et", "fi", "el", "hu", "id", "km", "lv", "lt", "nb", "nn", "pl", "sv", "bn", "hi",
     "tr", "uk", "he", "ms", "tl", "ur", "fa", "ro", "bg", "sk", "sl", "sr", "bs", "ca", "my", "lo",
 )
