@@ -13,7 +13,15 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from qurate.filters.langcodes import CYRILLIC, LATIN, group_of, normalize, script_of
+from qurate.filters.langcodes import (
+    CYRILLIC,
+    LATIN,
+    QWEN_LANGUAGES,
+    QWEN_NAMED_LANGUAGES,
+    group_of,
+    normalize,
+    script_of,
+)
 from qurate.filters.langid import (
     STAGE,
     LangIdConfig,
@@ -63,6 +71,13 @@ def test_codes_are_iso_639_1():
     assert normalize("__label__zh") == "zh" and normalize("zh-TW") == "zh" and normalize("zh_Hant") == "zh"
     assert normalize("nob_Latn") == "nb" and normalize("eng_Latn") == "en" and normalize("__label__iw") == "he"
     assert normalize("__label__ceb") == "ceb"  # no ISO 639-1 code: kept as it is
+
+
+def test_default_allow_list_keeps_every_language_qwen_names():
+    assert len(set(QWEN_NAMED_LANGUAGES)) == 29
+    assert set(QWEN_NAMED_LANGUAGES) <= set(QWEN_LANGUAGES) == set(LangIdConfig().allow)
+    cebuano = "Ang tanan nga katawhan gipakatawo nga may kagawasan ug managsama sa dignidad ug katungod."
+    assert LanguageIdentifier(LangIdConfig()).identify_batch([cebuano])[0].lang == "ceb"
 
 
 def test_line_breaks_never_reach_fasttext(decider, items):
