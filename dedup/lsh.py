@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import xxhash
 
 
+@lru_cache(maxsize=64)  # the launcher asks for the same (bands, rows) when it builds the graph and the report
 def lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) minimizing the weighted false positive + false negative areas (datasketch's optimizer:
     numerical integration, ~75 ms a call, so callers compute it once per run)."""

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from qurate.doc import Doc
 from qurate.filters.langcodes import (
     CODE_AND_MATH_SOURCES,
+    CONFUSABLE_GROUPS,
     GROUP_EXTRA,
     QWEN_LANGUAGES,
     group_of,
@@ -31,6 +32,9 @@ from qurate.section import Section
 from qurate.spec import ReportSection, StageContext, StageSpec
 from qurate.stats import StatKey, StatPairs, Stats, select
 from qurate.verdicts import DocDecider, Keep, Reject, Verdict
+
+# Codes that can fall in a confusable group (in some script): only their docs may need a second opinion.
+_GROUPABLE = frozenset(code for members, _ in CONFUSABLE_GROUPS for code in members) | frozenset(GROUP_EXTRA)
 
 # Characters fastText must never see: it predicts one line at a time (and raises on "\n").
 _LINE_BREAKS = re.compile("[\n\r\v\f\x00\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -195,10 +199,11 @@ class LanguageIdentifier:
         # ties broken by code so the answer never depends on dict order
         lang, mass = max(scores.items(), key=lambda kv: (kv[1], kv[0]))
         score = min(1.0, mass / total)
-        script = script_of(text)
-        group = group_of(lang, script)
-        if (self._second is not None and group is not None
-                and (score < self.cfg.second_opinion_below or len(text) < self.cfg.second_opinion_short_chars)):
+        unsure = score < self.cfg.second_opinion_below or len(text) < self.cfg.second_opinion_short_chars
+        # the script (a pass over the text's start) is looked at only when a second opinion could follow
+        script = script_of(text) if self._second is not None and unsure and lang in _GROUPABLE else None
+        group = group_of(lang, script) if script is not None else None
+        if group is not None:
             prior = {c: scores.get(c, 0.0) / total for c in group}
             for extra in sorted(set(scores) - set(group)):  # "sh" (Serbo-Croatian) goes to bs/hr/sr evenly
                 members = GROUP_EXTRA.get(extra, ())

@@ -11,7 +11,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
 
-def _in_global_window(value: Any) -> WindowedValue:
+def in_global_window(value: Any) -> WindowedValue:
     return WindowedValue(value, 0, [GlobalWindow()])
 
 
@@ -45,6 +45,6 @@ class BatchingDoFn(beam.DoFn, metaclass=abc.ABCMeta):
             return
         for out in self.handle_batch(batch):
             if isinstance(out, beam.pvalue.TaggedOutput):
-                yield beam.pvalue.TaggedOutput(out.tag, _in_global_window(out.value))
+                yield beam.pvalue.TaggedOutput(out.tag, in_global_window(out.value))
             else:
-                yield _in_global_window(out)
+                yield in_global_window(out)

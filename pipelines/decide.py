@@ -21,8 +21,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from qurate.doc import Doc, doc_dead_letter, rejected
-from qurate.pipelines.batching import BatchingDoFn
-from qurate.pipelines.stats import flatten_stats
+from qurate.pipelines.batching import BatchingDoFn, in_global_window
+from qurate.pipelines.stats import add_stats, flatten_stats
 from qurate.spec import BatchModel, StageContext, StageSpec
 from qurate.stats import EXAMPLE
 from qurate.verdicts import DocDecider, Keep, Reject, Verdict, error_text, isolate_failures, run_batch
@@ -32,8 +32,12 @@ EXAMPLE_CANDIDATE = "_example"
 LOG = logging.getLogger(__name__)
 
 
-def route_verdict(stage: str, doc: Doc, verdict: Verdict | BaseException, counters: dict[str, Any]):
-    """The outputs for one verdict: the kept doc, or a tagged rejected / dead-letter record, plus its stats."""
+def route_verdict(stage: str, doc: Doc, verdict: Verdict | BaseException, counters: dict[str, Any],
+                  sums: dict | None = None):
+    """The outputs for one verdict: the kept doc, or a tagged rejected / dead-letter record, plus its stats.
+
+    With ``sums`` (a bundle's running totals), stats other than report-example candidates are added there
+    instead of being output one pair per doc; the caller outputs the totals when its bundle ends."""
     if isinstance(verdict, Keep):
         counters["kept"].inc()
         yield verdict.doc
@@ -48,7 +52,10 @@ def route_verdict(stage: str, doc: Doc, verdict: Verdict | BaseException, counte
             DEAD_LETTER, doc_dead_letter(stage, error_text(verdict), doc, type(verdict).__name__))
         stats = None
     for key, value in (stats or {}).items():
-        yield beam.pvalue.TaggedOutput(STATS, (key, value))
+        if sums is None or key[0] == EXAMPLE_CANDIDATE:
+            yield beam.pvalue.TaggedOutput(STATS, (key, value))
+        else:
+            add_stats(sums, key, value)
 
 
 def _counters(stage: str) -> dict[str, Any]:
@@ -56,7 +63,8 @@ def _counters(stage: str) -> dict[str, Any]:
 
 
 class DecideDocs(BatchingDoFn):
-    """Runs a DocDecider over batches of docs and routes each verdict to its output."""
+    """Runs a DocDecider over batches of docs and routes each verdict to its output; the verdicts' stats are
+    summed over the bundle and output when it ends (a few pairs per bundle, not several per doc)."""
 
     def __init__(self, stage: str, decider: DocDecider, batch_size: int):
         super().__init__(batch_size)
@@ -67,10 +75,20 @@ class DecideDocs(BatchingDoFn):
         self._counters = _counters(self._stage)
         self._decider.setup()
 
+    def start_bundle(self) -> None:
+        super().start_bundle()
+        self._sums: dict = {}
+
     def handle_batch(self, docs: list[Doc]):
         verdicts = run_batch(self._decider.decide_batch, self._decider.decide, docs)
         for doc, verdict in zip(docs, verdicts):
-            yield from route_verdict(self._stage, doc, verdict, self._counters)
+            yield from route_verdict(self._stage, doc, verdict, self._counters, self._sums)
+
+    def finish_bundle(self):
+        yield from super().finish_bundle()  # the last batch first: its stats join the sums
+        sums, self._sums = self._sums, {}
+        for pair in sums.items():
+            yield beam.pvalue.TaggedOutput(STATS, in_global_window(pair))
 
 
 def _split_examples(pcoll, label: str, examples: int):

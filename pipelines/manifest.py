@@ -111,6 +111,9 @@ def build_manifest(plan, options) -> dict[str, Any]:
     mixture = select(stats, "written", "mixture")
     kept_docs = sum(v.get("docs", 0) for v in mixture.values())
     counts = stage_counts(stats, plan.stage_names)
+    if not plan.recipe.output.count_rejected_tokens:  # not counted is not zero
+        for row in counts:
+            row["rejected_tokens"] = None
     added = sum(c["added"] for c in counts)
     records = read.get(("records",), {}).get("docs", 0)  # counted per file apart from the reader's output
     mismatched = read.get(("count_mismatch_files",), {}).get("docs", 0)

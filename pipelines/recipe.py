@@ -57,6 +57,10 @@ class OutputConfig(Section):
     write_docs: bool = Field(True, description="also write OUT/docs/: kept docs with text and annotations")
     write_rejected_text: bool = Field(True, description=(
         "keep the text of rejected docs in OUT/rejected/ (turn off to save space at scale)"))
+    count_rejected_tokens: bool = Field(True, description=(
+        "tokenize rejected docs too, so the manifest and report give the tokens each stage removed; this is a "
+        "tokenizer pass over everything rejected (often most of the input): false skips it, and rejected rows "
+        "and the report's token funnel then have no token counts"))
     component_key: str = Field("source", description="the doc field that names a mixture component")
     shard_tokens: int = Field(50_000_000, gt=0, le=1_000_000_000, description="target tokens per mixture shard")
     shard_chars: int = Field(200_000_000, gt=0, description=(

@@ -48,11 +48,13 @@ def build_report(out_dir: str, manifest: dict[str, Any] | None = None) -> dict[s
     eos = 1 if manifest["tokenizer"]["append_eos"] and manifest["tokenizer"]["eos_id"] is not None else 0
     base = sum(v.get("tokens", 0) - v.get("repeat_tokens", 0) for v in select(stats, "written", "mixture").values())
     base -= eos * manifest["totals"]["docs"]
-    later = 0
+    later: int | None = 0
     for row in reversed(funnel):
-        row["tokens_kept"] = base + later
+        row["tokens_kept"] = None if later is None else base + later
         stage_row = next((s for s in manifest["stages"] if s["stage"] == row["stage"]), None)
-        later += stage_row["rejected_tokens"] if stage_row else 0
+        removed = stage_row["rejected_tokens"] if stage_row else 0
+        # output.count_rejected_tokens=false: what a stage removed is not known, nor what was kept before it
+        later = None if later is None or removed is None else later + removed
     languages = sorted(
         ({"lang": k[0], "docs": v.get("docs", 0), "tokens": v.get("tokens", 0)}
          for k, v in select(stats, "final", "lang").items()),

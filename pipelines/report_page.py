@@ -64,17 +64,22 @@ def page_sections(report: dict[str, Any]) -> list[dict[str, Any]]:
 
     funnel = report["funnel"]
     stages_x = [f["stage"] for f in funnel]
+    tokens_known = all(f["tokens_kept"] is not None for f in funnel)
+    charts = [_chart(ids, {"title": "Documents after each stage", "x": stages_x, "xlabel": "stage",
+                           "ylabel": "documents", "stacked": True,
+                           "series": {"kept": [f["kept"] for f in funnel],
+                                      "rejected": [f["rejected"] for f in funnel],
+                                      "dead letter": [f["dead_letter"] for f in funnel]}})]
+    if tokens_known:
+        charts.append(_chart(ids, {"title": "Tokens kept after each stage", "x": stages_x, "xlabel": "stage",
+                                   "ylabel": "tokens", "series": {"tokens kept": [f["tokens_kept"] for f in funnel]}}))
     sections.append(_section(
         ids, "funnel", "Funnel: documents and tokens after each stage", open_=True, count=f"{len(funnel)} steps",
-        charts=[_chart(ids, {"title": "Documents after each stage", "x": stages_x, "xlabel": "stage",
-                             "ylabel": "documents", "stacked": True,
-                             "series": {"kept": [f["kept"] for f in funnel],
-                                        "rejected": [f["rejected"] for f in funnel],
-                                        "dead letter": [f["dead_letter"] for f in funnel]}}),
-                _chart(ids, {"title": "Tokens kept after each stage", "x": stages_x, "xlabel": "stage",
-                             "ylabel": "tokens", "series": {"tokens kept": [f["tokens_kept"] for f in funnel]}})],
+        charts=charts,
         tables=[_table(ids, ["stage", "docs_in", "kept", "rejected", "dead_letter", "chars_kept", "tokens_kept"],
-                       funnel)]))
+                       funnel)],
+        notes=[] if tokens_known else ["Tokens kept before the last stage are not known: this run did not count "
+                                       "the tokens of rejected docs (output.count_rejected_tokens: false)."]))
 
     hist = report.get("tokens_per_doc") or {"bins": [], "docs": []}
     sections.append(_section(

@@ -79,11 +79,34 @@ def plan_run(recipe: Recipe, out_dir: str | None = None, stage_names: list[str] 
     return plan
 
 
-def kept_stat(stage: str):
-    def stat(doc):
-        beam.metrics.Metrics.counter("qurate.kept", stage).inc()  # the CLI's live progress
-        return ("funnel", stage, "kept"), {"docs": 1, "chars": len(doc["text"])}
-    return stat
+class CountKept(beam.DoFn):
+    """The docs a stage kept, and their characters, as one ``("funnel", stage, "kept")`` stats pair per bundle;
+    the ``qurate.kept`` counter feeds the CLI's live progress."""
+
+    def __init__(self, stage: str):
+        self._stage = stage
+
+    def setup(self) -> None:
+        self._counter = beam.metrics.Metrics.counter("qurate.kept", self._stage)
+
+    def start_bundle(self) -> None:
+        self._docs = self._chars = 0
+
+    def process(self, doc):
+        self._docs += 1
+        self._chars += len(doc["text"])
+
+    def finish_bundle(self):
+        from qurate.pipelines.batching import in_global_window
+
+        if self._docs:
+            self._counter.inc(self._docs)
+            yield in_global_window((("funnel", self._stage, "kept"), {"docs": self._docs, "chars": self._chars}))
+        self._docs = self._chars = 0
+
+
+def kept_stat(stage: str) -> beam.ParDo:
+    return beam.ParDo(CountKept(stage))
 
 
 def prefixed_stats(stage: str):
@@ -117,7 +140,7 @@ def add_stage(docs, spec: StageSpec, plan: RunPlan, rejected: list, dead: list, 
         dead.append(result[DEAD_LETTER])
     if STATS in result:
         stats.append(result[STATS] | f"{name}/PrefixStats" >> beam.Map(prefixed_stats(name)))
-    stats.append(docs | f"{name}/CountKept" >> beam.Map(kept_stat(name)))
+    stats.append(docs | f"{name}/CountKept" >> kept_stat(name))
     return docs
 
 
@@ -152,7 +175,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     docs = read[KEPT]
     rejected: list = []
     dead, stats = [read[DEAD_LETTER]], [read[STATS]]
-    stats.append(docs | "read/CountKept" >> beam.Map(kept_stat("read")))
+    stats.append(docs | "read/CountKept" >> kept_stat("read"))
     for spec in plan.specs:
         docs = add_stage(docs, spec, plan, rejected, dead, stats)
     add_sinks(pipeline, plan, docs, rejected, dead, stats)

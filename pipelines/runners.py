@@ -101,6 +101,10 @@ def make_runner(options: PipelineOptions):
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
 
     class _WatchedFnApiRunner(fn_runner.FnApiRunner):
+        def run_via_runner_api(self, pipeline_proto, options):
+            _use_quick_exit_workers(pipeline_proto)
+            return super().run_via_runner_api(pipeline_proto, options)
+
         def _execute_bundle(self, *args, **kwargs):
             response = super()._execute_bundle(*args, **kwargs)
             if _COUNTER_LISTENERS:
@@ -113,6 +117,21 @@ def make_runner(options: PipelineOptions):
             return response
 
     return _WatchedFnApiRunner(provision_info=provision)
+
+
+_BEAM_WORKER = b" -m apache_beam.runners.worker.sdk_worker_main"
+_QURATE_WORKER = b" -m qurate.pipelines.worker_main"
+
+
+def _use_quick_exit_workers(pipeline_proto) -> None:
+    """Multi-process FnApiRunner: its worker command (``python -m apache_beam.runners.worker.sdk_worker_main``)
+    becomes ``python -m qurate.pipelines.worker_main``, the same harness without the interpreter teardown that
+    the runner waits for, worker by worker, at the end of every job (``worker_main.py``)."""
+    from apache_beam.portability import python_urns
+
+    for env in pipeline_proto.components.environments.values():
+        if env.urn == python_urns.SUBPROCESS_SDK and env.payload.endswith(_BEAM_WORKER):
+            env.payload = env.payload[: -len(_BEAM_WORKER)] + _QURATE_WORKER
 
 
 class _Pipeline(beam.Pipeline):

@@ -89,7 +89,7 @@ def run_segment(plan: Any, index: int, previous: list[str], make: Callable[[], b
             return pipeline | "checkpoint/Read" >> ReadRecords(previous)
         read = pipeline | "read" >> (reader if read_plan is None else _Applied(reader, read_plan))
         outputs.dead.append(read[DEAD_LETTER])
-        outputs.stats += [read[STATS], read[KEPT] | "read/CountKept" >> beam.Map(kept_stat("read"))]
+        outputs.stats += [read[STATS], read[KEPT] | "read/CountKept" >> kept_stat("read")]
         return read[KEPT]
 
     stage_plan: list[str] | None = None

@@ -148,9 +148,10 @@ class WriteRejected(beam.PTransform):
                 r["text"] = None
             return safe_component(doc["stage"]), r
 
+        if self.output.count_rejected_tokens:
+            rejected = rejected | "CountTokens" >> beam.ParDo(_TokenizeFn(self.tokenizer, count_only=True))
         return (
             rejected
-            | "CountTokens" >> beam.ParDo(_TokenizeFn(self.tokenizer, count_only=True))
             | "Row" >> beam.Map(row)
             | "Write" >> WriteShardedParquet(
                 "rejected", FileSystems.join(self.out_dir, "rejected"), REJECTED_SCHEMA,

@@ -221,3 +221,31 @@ def test_a_run_that_loses_docs_fails_loudly(monkeypatch, corpus_slice, tmp_path,
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["conservation"]["ok"] is False
     assert 0 < manifest["conservation"]["kept"] < SLICE_DOCS
+
+
+def test_rejected_tokens_uncounted_are_reported_unknown_not_zero(corpus_slice, tmp_path):
+    """``output.count_rejected_tokens: false`` skips the tokenizer pass over rejected docs: the same docs and
+    mixture, rejected rows without token counts, and a manifest and report that say "unknown" (null), not 0."""
+    runs = {}
+    for counted in (True, False):
+        out = tmp_path / f"counted_{counted}"
+        assert run_cli(["run", "--input", str(corpus_slice), "--output", str(out), "--stages", "langid,heuristics",
+                        "--set", f"output.count_rejected_tokens={str(counted).lower()}",
+                        "--set", "pack.enabled=false"]) == 0
+        runs[counted] = (out, json.loads((out / "manifest.json").read_text()),
+                         json.loads((out / "report.json").read_text()))
+    (out_on, man_on, rep_on), (out_off, man_off, rep_off) = runs[True], runs[False]
+    by_id = {r["id"]: r for r in read_rows(out_on, "rejected")}
+    rejected_off = read_rows(out_off, "rejected")
+    assert rejected_off and {r["id"] for r in rejected_off} == set(by_id)
+    assert all(r["n_tokens"] is None for r in rejected_off)
+    assert all(by_id[r["id"]]["n_tokens"] > 0 for r in rejected_off if r["text"])
+    assert read_rows(out_off, "mixture") == read_rows(out_on, "mixture")
+    assert man_off["conservation"]["ok"] and man_off["totals"] == man_on["totals"]
+    assert sum(s["rejected_tokens"] for s in man_on["stages"]) > 0
+    assert [s["rejected_tokens"] for s in man_off["stages"]] == [None] * len(man_off["stages"])
+    # the last row (after the last stage) is the mixture itself, known either way; earlier rows are not
+    assert rep_off["funnel"][-1]["tokens_kept"] == rep_on["funnel"][-1]["tokens_kept"] > 0
+    assert [f["tokens_kept"] for f in rep_off["funnel"][:-1]] == [None] * (len(rep_off["funnel"]) - 1)
+    assert all(f["tokens_kept"] > rep_on["funnel"][-1]["tokens_kept"] for f in rep_on["funnel"][:-1])
+    assert "count_rejected_tokens: false" in (out_off / "report.html").read_text()
