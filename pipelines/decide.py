@@ -70,6 +70,7 @@ class DecideDocs(BatchingDoFn):
         super().__init__(batch_size)
         self._stage = stage
         self._decider = decider
+        self._sums: dict = {}
 
     def setup(self) -> None:
         self._counters = _counters(self._stage)

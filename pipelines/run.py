@@ -105,7 +105,7 @@ class CountKept(beam.DoFn):
         self._docs = self._chars = 0
 
 
-def kept_stat(stage: str) -> beam.ParDo:
+def count_kept(stage: str) -> beam.ParDo:
     return beam.ParDo(CountKept(stage))
 
 
@@ -140,7 +140,7 @@ def add_stage(docs, spec: StageSpec, plan: RunPlan, rejected: list, dead: list, 
         dead.append(result[DEAD_LETTER])
     if STATS in result:
         stats.append(result[STATS] | f"{name}/PrefixStats" >> beam.Map(prefixed_stats(name)))
-    stats.append(docs | f"{name}/CountKept" >> kept_stat(name))
+    stats.append(docs | f"{name}/CountKept" >> count_kept(name))
     return docs
 
 
@@ -175,7 +175,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: RunPlan) -> None:
     docs = read[KEPT]
     rejected: list = []
     dead, stats = [read[DEAD_LETTER]], [read[STATS]]
-    stats.append(docs | "read/CountKept" >> kept_stat("read"))
+    stats.append(docs | "read/CountKept" >> count_kept("read"))
     for spec in plan.specs:
         docs = add_stage(docs, spec, plan, rejected, dead, stats)
     add_sinks(pipeline, plan, docs, rejected, dead, stats)

@@ -65,7 +65,7 @@ def run_segment(plan: Any, index: int, previous: list[str], make: Callable[[], b
     checkpoint writers of ``segments.py`` to a job."""
     from qurate.pipelines import checkpoints as ck
     from qurate.pipelines.read import ReadDocs
-    from qurate.pipelines.run import add_stage, kept_stat, prefixed_stats, stage_transform
+    from qurate.pipelines.run import add_stage, count_kept, prefixed_stats, stage_transform
 
     spec = plan.specs[index]
     folder = ck.stage_dir(plan.out_dir, index, spec.name)
@@ -89,7 +89,7 @@ def run_segment(plan: Any, index: int, previous: list[str], make: Callable[[], b
             return pipeline | "checkpoint/Read" >> ReadRecords(previous)
         read = pipeline | "read" >> (reader if read_plan is None else _Applied(reader, read_plan))
         outputs.dead.append(read[DEAD_LETTER])
-        outputs.stats += [read[STATS], read[KEPT] | "read/CountKept" >> kept_stat("read")]
+        outputs.stats += [read[STATS], read[KEPT] | "read/CountKept" >> count_kept("read")]
         return read[KEPT]
 
     stage_plan: list[str] | None = None

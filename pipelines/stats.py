@@ -71,11 +71,11 @@ class BundleSums(beam.DoFn):
         add_stats(self._sums, *pair)
 
     def finish_bundle(self):
-        from apache_beam.transforms.window import GlobalWindows
+        from qurate.pipelines.batching import in_global_window
 
         sums, self._sums = self._sums, {}
         for pair in sums.items():
-            yield GlobalWindows.windowed_value(pair)
+            yield in_global_window(pair)
 
 
 def flatten_stats(pcolls, label: str):
