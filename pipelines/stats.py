@@ -18,6 +18,12 @@ LAUNCH_FILE = "_stats/launch.json"  # what the launcher planned: lets `qurate fi
 
 
 
+def _add_fields(acc: dict[str, float], value: dict[str, float]) -> dict[str, float]:
+    for key, number in value.items():
+        acc[key] = acc.get(key, 0) + number
+    return acc
+
+
 class SumFields(beam.CombineFn):
     """Field-wise sum of ``{field: number}`` dicts."""
 
@@ -25,9 +31,7 @@ class SumFields(beam.CombineFn):
         return {}
 
     def add_input(self, acc: dict[str, float], value: dict[str, float]) -> dict[str, float]:
-        for key, number in value.items():
-            acc[key] = acc.get(key, 0) + number
-        return acc
+        return _add_fields(acc, value)
 
     def merge_accumulators(self, accs: Iterable[dict[str, float]]) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -48,12 +52,7 @@ def _write_lines(item, path: str):
 
 def add_stats(sums: dict, key, value: dict[str, float]) -> None:
     """Adds one stats pair to running per-key totals (``sums`` maps key -> {field: number})."""
-    acc = sums.get(key)
-    if acc is None:
-        sums[key] = dict(value)
-    else:
-        for field, number in value.items():
-            acc[field] = acc.get(field, 0) + number
+    _add_fields(sums.setdefault(key, {}), value)
 
 
 class BundleSums(beam.DoFn):
