@@ -4,6 +4,9 @@ and Beyond", SoCC 2014), as plain per-vertex functions that a Beam GroupByKey fe
 Vertices are strings whose order picks the component's label (its smallest vertex); an edge is ``(hi, lo)``
 with ``hi > lo``. Each function reads the neighbour iterable at most twice and keeps O(1) state, so a vertex
 with millions of neighbours (a hot cluster) needs no more memory than one with two.
+
+Also union-find (``find``/``union``/``merge_forests``): the same labels in one pass over the edges, for runs whose
+graph fits one worker's memory (the local runners), where each unrolled round would cost a few runner stages.
 """
 
 from __future__ import annotations
@@ -70,25 +73,49 @@ def final_label(vertex: str, neighbours: Iterable[str]) -> tuple[str, bool]:
     return smallest, converged
 
 
+def find(parent: dict[str, str], vertex: str) -> str:
+    """The root of ``vertex``'s tree in a union-find forest (path halving; a new vertex becomes its own root)."""
+    parent.setdefault(vertex, vertex)
+    while parent[vertex] != vertex:
+        parent[vertex] = parent[parent[vertex]]
+        vertex = parent[vertex]
+    return vertex
+
+
+def union(parent: dict[str, str], a: str, b: str) -> None:
+    """Joins the trees of ``a`` and ``b`` under the smaller root, so every root is its component's smallest vertex."""
+    ra, rb = find(parent, a), find(parent, b)
+    if ra < rb:
+        parent[rb] = ra
+    elif rb < ra:
+        parent[ra] = rb
+
+
+def merge_forests(forests: Iterable[dict[str, str]]) -> dict[str, str]:
+    """One forest holding every union of ``forests`` (the largest is reused: merging costs the others' size)."""
+    forests = sorted(forests, key=len, reverse=True)
+    if not forests:
+        return {}
+    merged = forests[0]
+    for other in forests[1:]:
+        for vertex, up in other.items():
+            union(merged, vertex, up)
+    return merged
+
+
+def forest_labels(parent: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """``(vertex, smallest vertex of its component)`` for every vertex of the forest."""
+    for vertex in list(parent):
+        yield vertex, find(parent, vertex)
+
+
 def components_reference(edges: Iterable[Edge]) -> dict[str, str]:
-    """Vertex -> smallest vertex of its component, by union-find in memory (the reference for tests)."""
+    """Vertex -> smallest vertex of its component, by union-find in memory (the dedup stage's one-worker method,
+    and the reference the large-star / small-star rounds are tested against)."""
     parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
     for a, b in edges:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            if ra < rb:
-                parent[rb] = ra
-            else:
-                parent[ra] = rb
-    return {x: find(x) for x in list(parent)}
+        union(parent, a, b)
+    return dict(forest_labels(parent))
 
 
 def iterate_components(edges: Iterable[Edge], rounds: int) -> tuple[dict[str, str], int]:

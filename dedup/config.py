@@ -45,6 +45,12 @@ class DedupConfig(Section):
                                 "bucket's k smallest vertices (linear in bucket size, never all pairs)")
     max_rounds: int = Field(8, ge=1, le=64, description="large-star/small-star rounds of connected components "
                             "(unrolled in the pipeline graph; unconverged clusters are reported, never over-removed)")
+    components: Literal["auto", "rounds", "union_find"] = Field(
+        "auto", description="how connected components are found: rounds (large-star/small-star, unrolled "
+        "`max_rounds` times: any runner, any graph size, a few runner stages per round); union_find (one pass "
+        "over the edges in one worker's memory, about 200 bytes per graph vertex, same labels, two runner "
+        "stages); auto: union_find on the local DirectRunner (in-process or multi-process, where all data is on "
+        "one machine anyway), rounds on every other runner")
     survivor_key: list[str] = Field(default_factory=lambda: ["quality_score", "length"], description="which copy "
                                     "of a cluster survives: best by these fields in order (higher wins, a missing "
                                     "field ranks below any value; `length` is the text length); ties: smallest id")

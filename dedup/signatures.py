@@ -31,11 +31,13 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's own permutation parameters (a, b) for ``MinHash(num_perm, seed)``."""
-    from datasketch import MinHash
-
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+    """datasketch's permutation parameters (a, b) for ``MinHash(num_perm, seed, scheme="affine32")``, drawn as
+    datasketch draws them (odd ``a``, any ``b``, from ``RandomState(seed)``) without importing it: its import
+    loads scipy, about a second in every worker (``tests/test_dedup.py`` compares with datasketch's own)."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
 
 class Signer:

@@ -214,6 +214,17 @@ def label(vertex: str, neighbours: Iterable[str]) -> Iterator[tuple[str, str] | 
     yield Stat((CC, "vertices"), {"vertices": 1, "unconverged": int(not converged)})
 
 
+def forest_labels(parent: dict[str, str]) -> Iterator[tuple[str, str] | Stat]:
+    """The union-find method's ``label``: ``(vertex, component label)`` for every vertex of the merged forest
+    (always converged), and the method used, for the report."""
+    n = 0
+    for vertex, name in components.forest_labels(parent):
+        n += 1
+        yield vertex, name
+    yield Stat((CC, "vertices"), {"vertices": n, "unconverged": 0})
+    yield Stat((CC, "union_find"), {"runs": 1})
+
+
 def to_cluster(vertex: str, groups: Iterable[CopyGroup], labels: Iterable[str]) -> Iterator[tuple[str, ClusterEntry]]:
     """A labelled vertex -> ``(label, its entry)``."""
     name = next(iter(labels), None)
@@ -335,7 +346,8 @@ def report(stats: Stats, config: DedupConfig) -> dict[str, Any]:
         "shingles": f"word {cfg.word_ngram}-grams; char {cfg.char_ngram}-grams for {', '.join(cfg.char_langs)}",
         "candidate verification": (f"8-bit sketch Jaccard >= {cfg.edge_threshold()} against the bucket's "
                                    f"{cfg.verify_anchors} smallest vertices") if cfg.verify else "off",
-        "connected-components rounds": cfg.max_rounds,
+        "connected components": ("union-find on one worker" if (CC, "union_find") in stats
+                                 else f"large-star / small-star, {cfg.max_rounds} rounds"),
         "graph vertices": int(cc.get("vertices", 0)),
         "unconverged vertices": int(cc.get("unconverged", 0)),
         "unconverged clusters left undeduplicated": int(orphans.get("clusters", 0)),

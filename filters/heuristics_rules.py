@@ -6,10 +6,11 @@ word tokenizer), but without datatrove's per-rule, per-n work:
 
 - the text is split into words once (with the filter's own word tokenizer) and into lines once, and every rule
   family reads those shared views (``DocViews``);
-- per-word properties (punctuation-only, has a letter, length) are computed once per distinct word;
-- n-grams get a 64-bit hash of their characters for all positions at once (numpy), and only the n-grams whose
-  hash occurs twice are built as strings and compared exactly (``NGrams``): most documents build none, and the
-  sequential duplicate walk visits only those positions;
+- per-word properties (punctuation-only, has a letter, length) are read from one per-code-point table over the
+  joined words and reduced per word (numpy);
+- n-grams get a 64-bit hash of their characters and are grouped by it in compiled kernels
+  (``ngram_kernels``, numba); each group is compared character by character, so a hash collision sends that n
+  to the exact Python count (``NGrams``) instead of changing a result;
 - C4 stops splitting lines into sentences once the minimum is reached and no later line can drop the page.
 
 Each rule returns datatrove's reason code or ``None`` (kept); ``filters.measures`` turns a code into the
@@ -28,10 +29,23 @@ from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_
 from datatrove.utils.text import PUNCTUATION_SET
 from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 
-# Every member is one character and no letter (checked at import): "all characters are punctuation" is "strip
-# leaves nothing", and a word of letters only has a non-punctuation character.
-_PUNCT = "".join(sorted(PUNCTUATION_SET))
+# Every member is one character and no letter (checked at import): "strip(PUNCTUATION) leaves nothing" is "every
+# character is punctuation", so both word tests read per character (``_char_classes``).
 assert all(len(c) == 1 and not c.isalpha() for c in PUNCTUATION_SET)
+
+
+_ALPHA_BIT, _PUNCT_BIT = 1, 2
+_CHAR_CLASSES: np.ndarray | None = None
+
+
+def _char_classes() -> np.ndarray:
+    """Per code point: ``_ALPHA_BIT`` if ``str.isalpha``, ``_PUNCT_BIT`` if in datatrove's punctuation set."""
+    global _CHAR_CLASSES
+    if _CHAR_CLASSES is None:
+        table = np.fromiter(map(str.isalpha, map(chr, range(0x110000))), np.uint8, 0x110000) * _ALPHA_BIT
+        table[[ord(c) for c in PUNCTUATION_SET]] |= _PUNCT_BIT
+        _CHAR_CLASSES = table
+    return _CHAR_CLASSES
 
 
 class DocViews:
@@ -51,21 +65,28 @@ class DocViews:
         return Counter(self.words)
 
     @cached_property
+    def joined(self) -> tuple[np.ndarray, np.ndarray]:
+        """(code points of the words joined without separators, word boundaries: word i is [cum[i], cum[i+1]))."""
+        words = self.words
+        chars = np.frombuffer("".join(words).encode("utf-32-le", "surrogatepass"), np.uint32)
+        cum = np.concatenate(([0], np.cumsum(np.fromiter(map(len, words), np.int64, len(words)))))
+        return chars, cum
+
+    @cached_property
     def word_props(self) -> tuple[int, int, int, int]:
-        """(words with a non-punctuation character, their total length, words with a letter, words in all)."""
-        content = content_chars = alpha = 0
-        for word, count in self.word_counts.items():
-            if word.isalpha():  # the common case: letters only, none of them punctuation
-                content += count
-                content_chars += count * len(word)
-                alpha += count
-                continue
-            if word.strip(_PUNCT):
-                content += count
-                content_chars += count * len(word)
-            if any(map(str.isalpha, word)):
-                alpha += count
-        return content, content_chars, alpha, len(self.words)
+        """(words with a non-punctuation character, their total length, words with a letter, words in all).
+
+        datatrove's per-word tests (``word.strip(PUNCTUATION)`` non-empty, ``any(c.isalpha() for c in word)``)
+        read per code point from one table over the joined words (``str.isalpha`` and the punctuation set,
+        evaluated once per process), then reduced per word."""
+        chars, cum = self.joined
+        if len(cum) == 1:
+            return 0, 0, 0, 0
+        classes = _char_classes()[chars]
+        starts = cum[:-1]
+        content = np.logical_or.reduceat((classes & _PUNCT_BIT) == 0, starts)
+        alpha = np.logical_or.reduceat((classes & _ALPHA_BIT) != 0, starts)
+        return int(content.sum()), int(np.diff(cum)[content].sum()), int(alpha.sum()), len(cum) - 1
 
     @cached_property
     def splitlines(self) -> list[str]:
@@ -103,12 +124,13 @@ def gopher_repetition(filt: Any, views: DocViews) -> str | None:
         return "dup_line_char_frac"
 
     grams = NGrams(_views_for(filt, views))
-    for n, n_frac in filt.top_n_grams:
-        top = grams.top_chars(n)
+    tops = grams.top_chars_many([n for n, _ in filt.top_n_grams])
+    for (n, n_frac), top in zip(filt.top_n_grams, tops):
         if top is not None and top / size > n_frac:
             return f"top_{n}_gram"
-    for n, n_frac in filt.dup_n_grams:
-        if grams.duplicate_chars(n) / size > n_frac:
+    dups = grams.duplicate_chars_many([n for n, _ in filt.dup_n_grams])
+    for (n, n_frac), dup in zip(filt.dup_n_grams, dups):
+        if dup / size > n_frac:
             return f"duplicated_{n}_n_grams"
     return None
 
@@ -123,20 +145,32 @@ class NGrams:
     at every position. Here each n-gram first gets a 64-bit polynomial hash of its characters, computed for all
     positions at once from prefix sums over the document's joined words: equal strings have equal hashes, so an
     n-gram whose hash is unique in the document occurs once and can neither be a top n-gram with a count above
-    one nor a repeat. Only n-grams whose hash is shared (repeats, or a rare hash collision) are built as
-    strings and compared exactly, so the hash decides how much work is done, never the result. Words hold no
-    space, so one hash over "".join serves both joins: equal " ".join strings are equal "".join strings.
+    one nor a repeat. Only n-grams whose hash is shared (repeats, or a rare hash collision) are compared
+    exactly, character by character in the compiled kernels (``ngram_kernels``); a group holding different
+    strings sends that n to the Python count here (``_top_chars_exact``, ``_duplicate_chars_exact``), so the
+    hash decides how much work is done, never the result. Words hold no space, so one hash over "".join serves
+    both joins: equal " ".join strings are equal "".join strings.
     """
 
     def __init__(self, views: DocViews):
         self.views = views
         self.words = words = views.words
         self.n_words = len(words)
-        self.cum_len = np.concatenate(([0], np.cumsum(np.fromiter(map(len, words), np.int64, len(words)))))
+        self.cum_len = views.joined[1]
         self._prefix: np.ndarray | None = None
         self._powers: np.ndarray | None = None
         self._joined: str | None = None
         self._word_ids: np.ndarray | None = None
+        self._kernel_args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _kernel(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The compiled kernels' inputs: code points of the joined words, word boundaries, prefix hashes."""
+        if self._kernel_args is None:
+            from qurate.filters import ngram_kernels
+
+            chars = self.views.joined[0]
+            self._kernel_args = (chars, self.cum_len, *ngram_kernels.prefix_hashes(chars))
+        return self._kernel_args
 
     def _hashes(self, n: int) -> np.ndarray:
         """A polynomial hash (mod 2**64) of each n-gram's characters, the same for equal strings wherever
@@ -174,6 +208,20 @@ class NGrams:
     def top_chars(self, n: int) -> int | None:
         """datatrove's ``find_top_duplicate(get_n_grams(words, n))`` (None when there is no n-gram): the
         characters of the most frequent " ".join n-gram (the first seen among equals) times its count."""
+        return self.top_chars_many([n])[0]
+
+    def top_chars_many(self, ns: list[int]) -> list[int | None]:
+        """``top_chars`` for each of ``ns``, compiled (``ngram_kernels``) in one call; an n whose hash groups
+        collided is counted exactly here."""
+        from qurate.filters.ngram_kernels import COLLISION, top_chars
+
+        fits = [n for n in ns if 1 <= n <= self.n_words]
+        found = dict(zip(fits, top_chars(*self._kernel(), np.array(fits, np.int64)).tolist())) if fits else {}
+        return [None if n not in found else self._top_chars_exact(n) if found[n] == COLLISION else found[n]
+                for n in ns]
+
+    def _top_chars_exact(self, n: int) -> int | None:
+        """``top_chars`` in Python, counting every repeated n-gram exactly (and the reference in tests)."""
         if n < 1 or self.n_words - n + 1 <= 0:
             return None
         cum = self.cum_len
@@ -206,8 +254,22 @@ class NGrams:
 
     def duplicate_chars(self, n: int) -> int:
         """datatrove's ``find_all_duplicate(words, n)``: walking the positions, an n-gram ("".join) already seen
-        at a visited position counts its characters and skips the next n - 1 positions. An n-gram occurring
-        once is never seen before and never counted, so the walk needs only the shared-hash positions."""
+        at a visited position counts its characters and skips the next n - 1 positions."""
+        return self.duplicate_chars_many([n])[0]
+
+    def duplicate_chars_many(self, ns: list[int]) -> list[int]:
+        """``duplicate_chars`` for each of ``ns``, compiled (``ngram_kernels``) in one call; an n whose hash
+        groups collided is counted exactly here."""
+        from qurate.filters.ngram_kernels import COLLISION, duplicate_chars
+
+        fits = [n for n in ns if 1 <= n <= self.n_words]
+        found = dict(zip(fits, duplicate_chars(*self._kernel(), np.array(fits, np.int64)).tolist())) if fits else {}
+        return [0 if n not in found else self._duplicate_chars_exact(n) if found[n] == COLLISION else found[n]
+                for n in ns]
+
+    def _duplicate_chars_exact(self, n: int) -> int:
+        """``duplicate_chars`` in Python: an n-gram occurring once is never seen before and never counted, so
+        the walk needs only the positions whose hash is shared, and compares their strings."""
         if n < 1 or self.n_words - n + 1 <= 0:
             return 0
         shared = self._shared(n)
@@ -262,7 +324,7 @@ def gopher_quality(filt: Any, views: DocViews) -> str | None:
         return "gopher_too_many_end_ellipsis"
     if filt.max_non_alpha_words_ratio and alpha / n_words < filt.max_non_alpha_words_ratio:
         return "gopher_below_alpha_threshold"
-    if filt.min_stop_words and len(filt.stop_words.intersection(views.word_counts)) < filt.min_stop_words:
+    if filt.min_stop_words and len(filt.stop_words.intersection(views.words)) < filt.min_stop_words:
         return "gopher_enough_stop_words"
     return None
 

@@ -9,6 +9,7 @@ so a Chinese page has hundreds of "words" instead of one.
 
 from __future__ import annotations
 
+import numpy as np
 import regex
 from datatrove.utils.text import TERMINAL_PUNCTUATION
 from datatrove.utils.word_tokenizers import WordTokenizer
@@ -20,6 +21,28 @@ _WORD = regex.compile(
     regex.UNICODE,
 )
 _HAS_UNSEGMENTED = regex.compile(rf"[{_UNSEGMENTED}]")
+_UNSEGMENTED_TABLE: np.ndarray | None = None
+
+
+def _unsegmented_table() -> np.ndarray:
+    """Per code point, whether ``_HAS_UNSEGMENTED`` matches it (``regex``'s own Unicode classes, read once)."""
+    global _UNSEGMENTED_TABLE
+    if _UNSEGMENTED_TABLE is None:
+        table = np.zeros(0x110000, bool)
+        # no such letter is below U+0E00 (Thai); surrogates are no characters of any script
+        everything = "".join(map(chr, [*range(0x0E00, 0xD800), *range(0xE000, 0x110000)]))
+        table[[ord(m.group()) for m in _HAS_UNSEGMENTED.finditer(everything)]] = True
+        _UNSEGMENTED_TABLE = table
+    return _UNSEGMENTED_TABLE
+
+
+def has_unsegmented(text: str) -> bool:
+    """Whether ``text`` has a character of a script written without spaces (same answer as the regex, about
+    ten times faster: one table lookup per code point)."""
+    if text.isascii():
+        return False
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    return bool(_unsegmented_table()[points].any())
 _TERMINAL = "".join(sorted(TERMINAL_PUNCTUATION))
 # A sentence ends after terminal punctuation (any script) that is followed by a space, or at a line break.
 _BOUNDARY = regex.compile(
@@ -34,7 +57,7 @@ class ScriptWordTokenizer(WordTokenizer):
         super().__init__("multi")
 
     def word_tokenize(self, text: str) -> list[str]:
-        if _HAS_UNSEGMENTED.search(text) is None:  # most text: plain whitespace split, 10x faster
+        if not has_unsegmented(text):  # most text: plain whitespace split, 10x faster
             return text.split()
         return _WORD.findall(text)
 

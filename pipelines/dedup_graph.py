@@ -4,8 +4,9 @@
          ─ExactGroups─▶ one vertex per distinct text (its best copy); copies learn their vertex
          ─LSHCandidates─▶ per band bucket, pairs (member, one of the bucket's k smallest vertices), verified
                           against the threshold on their sketches (two joins bring both sketches)
-         ─ConnectedComponents─▶ (large-star ▶ small-star) x max_rounds ▶ label = smallest vertex; per cluster the
-                                survivor (= the label) and every member's Jaccard to it
+         ─ConnectedComponents─▶ (large-star ▶ small-star) x max_rounds, or union-find in one worker
+                                (``dedup.components``) ▶ label = smallest vertex; per cluster the survivor
+                                (= the label) and every member's Jaccard to it
          ─Decide─▶ per doc a Decision (keep / near / exact), joined on small records only
          ─ApplyDecisions─▶ kept (``dedup_cluster``) / rejected with the reason
 
@@ -126,6 +127,62 @@ class _Round(beam.PTransform):
         )
 
 
+class _UnionFind(beam.CombineFn):
+    """Edges -> one union-find forest (vertex -> parent); partial forests per bundle, merged once."""
+
+    def create_accumulator(self) -> dict[str, str]:
+        return {}
+
+    def add_input(self, forest: dict[str, str], edge: components.Edge) -> dict[str, str]:
+        components.union(forest, *edge)
+        return forest
+
+    def merge_accumulators(self, forests: Iterable[dict[str, str]]) -> dict[str, str]:
+        return components.merge_forests(forests)
+
+    def extract_output(self, forest: dict[str, str]) -> dict[str, str]:
+        return forest
+
+
+class _RoundLabels(beam.PTransform):
+    """Edges -> (vertex, label) by ``max_rounds`` large-star / small-star rounds; stats on ``stats``."""
+
+    def __init__(self, rounds: int):
+        super().__init__()
+        self.rounds = rounds
+
+    def expand(self, edges):
+        for index in range(self.rounds):
+            edges = edges | f"Round{index + 1:02d}" >> _Round()
+        return (
+            edges
+            | "FinalBothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
+            | "FinalByVertex" >> beam.GroupByKey()
+            | "Label" >> beam.FlatMap(_routed(lambda kv: stage.label(*kv))).with_outputs(STATS, main="labels")
+        )
+
+
+class _UnionFindLabels(beam.PTransform):
+    """Edges -> (vertex, label) by union-find in one worker's memory; stats on ``stats``."""
+
+    def expand(self, edges):
+        return (
+            edges
+            | "Forest" >> beam.CombineGlobally(_UnionFind())
+            | "Label" >> beam.FlatMap(_routed(stage.forest_labels)).with_outputs(STATS, main="labels")
+        )
+
+
+def components_method(config: DedupConfig, options: Any) -> str:
+    """``dedup.components`` resolved for the runner in ``options``: ``auto`` is union-find on the local
+    DirectRunner, whose workers share one machine's memory anyway, and rounds on every other runner."""
+    if config.components != "auto":
+        return config.components
+    from qurate.pipelines.runners import runner_name
+
+    return "union_find" if runner_name(options) == "DirectRunner" else "rounds"
+
+
 class ConnectedComponents(beam.PTransform):
     """Edges + vertices -> ``near`` (vertex, NearDecision): cluster survivor and Jaccard to it."""
 
@@ -135,14 +192,10 @@ class ConnectedComponents(beam.PTransform):
 
     def expand(self, inputs):
         edges, vertices = inputs
-        for index in range(self.config.max_rounds):
-            edges = edges | f"Round{index + 1:02d}" >> _Round()
-        labels = (
-            edges
-            | "FinalBothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
-            | "FinalByVertex" >> beam.GroupByKey()
-            | "Label" >> beam.FlatMap(_routed(lambda kv: stage.label(*kv))).with_outputs(STATS, main="labels")
-        )
+        if components_method(self.config, edges.pipeline.options) == "union_find":
+            labels = edges | "UnionFind" >> _UnionFindLabels()
+        else:
+            labels = edges | "Rounds" >> _RoundLabels(self.config.max_rounds)
         clusters = (
             {"group": vertices, "label": labels["labels"]}
             | "JoinLabels" >> beam.CoGroupByKey()

@@ -48,6 +48,16 @@ def test_signatures_are_datasketch_minhashes(real_texts):
     assert lean_a.jaccard(lean_b) == pytest.approx(jaccard(sigs[0], sigs[1]))
 
 
+@pytest.mark.parametrize(("num_perm", "seed"), [(256, 1), (112, 7), (1, 0), (1024, 123)])
+def test_permutations_are_datasketchs_without_importing_it(num_perm, seed):
+    from qurate.dedup.signatures import SCHEME, permutations
+
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
+    ours = permutations(num_perm, seed)
+    assert np.array_equal(ours[0], a) and np.array_equal(ours[1], b)
+    assert ours[0].dtype == ours[1].dtype == np.uint32
+
+
 def test_vectorized_tokens_match_the_plain_tokenizer(real_texts):
     hashes, offsets = word_token_hashes(real_texts[:10])
     for i, text in enumerate(real_texts[:10]):
@@ -296,3 +306,39 @@ def test_packed_band_chunks_find_the_same_buckets_as_grouping_records():
     got = sorted(sorted(b) for part in sorted(by_part) for b in band_chunks.buckets(reversed(by_part[part])))
     assert got == want
     assert band_chunks.unpack_keys(band_chunks.band_keys([1, 2**64 - 1])) == [1, 2**64 - 1]
+
+
+def _components_by_search(edges: list[tuple[str, str]]) -> dict[str, str]:
+    """Vertex -> smallest vertex of its component, by breadth-first search (independent of union-find)."""
+    nb: dict[str, set[str]] = {}
+    for a, b in edges:
+        nb.setdefault(a, set()).add(b)
+        nb.setdefault(b, set()).add(a)
+    labels: dict[str, str] = {}
+    for start in nb:
+        if start in labels:
+            continue
+        seen, frontier = {start}, [start]
+        while frontier:
+            frontier = [o for v in frontier for o in nb[v] if o not in seen and not seen.add(o)]
+        for v in seen:
+            labels[v] = min(seen)
+    return labels
+
+
+def test_union_find_forests_merged_in_any_split_find_the_components():
+    from qurate.dedup.components import forest_labels, merge_forests, union
+
+    rng = random.Random(11)
+    for trial in range(60):
+        nodes = [f"{rng.random():.9f}" for _ in range(rng.randint(2, 120))]
+        edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(rng.randint(1, 150))]
+        truth = _components_by_search(edges)
+        assert components_reference(edges) == truth, trial
+        # as the runner combines: partial forests per bundle, merged in any order
+        forests: list[dict[str, str]] = [{} for _ in range(rng.randint(1, 5))]
+        for a, b in edges:
+            union(rng.choice(forests), a, b)
+        rng.shuffle(forests)
+        assert dict(forest_labels(merge_forests(forests))) == truth, trial
+    assert merge_forests([]) == {}

@@ -178,7 +178,7 @@ def test_too_few_rounds_are_reported_and_remove_nothing_wrongly():
         for k in range(8):
             words[rng.randrange(len(words))] = f"e{i}.{k}"
         chain.append({"id": f"c{rng.randrange(10**9):09d}", "text": " ".join(words)})
-    overrides = {"threshold": 0.72, "lsh_threshold": 0.6}
+    overrides = {"threshold": 0.72, "lsh_threshold": 0.6, "components": "rounds"}
 
     def some_unconverged_and_split(summed):
         stats = dict(((tuple(k), v) for k, v in summed))
@@ -225,3 +225,55 @@ def test_output_tags_are_the_stage_contract():
 
     assert (dedup_graph.KEPT, dedup_graph.REJECTED, dedup_graph.DEAD_LETTER, dedup_graph.STATS) == (
         decide.KEPT, decide.REJECTED, decide.DEAD_LETTER, decide.STATS)
+
+
+def _chain(seed: int, n: int) -> list[dict]:
+    """Near duplicates in a chain (each a few edits from the previous one): a path graph in random id order."""
+    rng = random.Random(seed)
+    words = [f"t{i}" for i in range(400)]
+    chain = []
+    for i in range(n):
+        for k in range(8):
+            words[rng.randrange(len(words))] = f"e{i}.{k}"
+        chain.append({"id": f"c{rng.randrange(10**9):09d}", "text": " ".join(words)})
+    return chain
+
+
+def test_union_find_and_converged_rounds_decide_the_same(corpus_slice: Path):
+    # Two chains, exact copies and the real slice: every decision (kept with its cluster, rejected with its
+    # reason naming the survivor and the cluster size) is the same whichever way the components are found.
+    docs = [json.loads(line) for line in corpus_slice.read_text(encoding="utf-8").splitlines()]
+    docs += _chain(2, 30) + _chain(7, 12) + [dict(d, id=d["id"] + "-copy") for d in docs[:5]]
+    overrides = {"threshold": 0.72, "lsh_threshold": 0.6, "max_rounds": 12}
+
+    def listed(pcoll, tag: str):
+        return (pcoll | f"List {tag}" >> beam.combiners.ToList()
+                | f"Tag {tag}" >> beam.Map(lambda rows, tag=tag: (tag, sorted(rows))))
+
+    def same_decisions(items):
+        got = dict(items)
+        assert got["kept rounds"] == got["kept union_find"]
+        assert got["rejected rounds"] == got["rejected union_find"]
+        reasons = [reason for _, reason in got["rejected rounds"]]
+        assert len(reasons) >= 29 + 11 + 5  # each chain but one doc, and the planted copies
+        assert any(" 30 docs)" in reason for reason in reasons)
+        for method in ("rounds", "union_find"):
+            stats = dict(got[f"stats {method}"])
+            assert stats[("cc", "vertices")]["unconverged"] == 0
+            assert stats[("cc", "vertices")]["vertices"] >= 42
+            assert (("cc", "union_find") in stats) == (method == "union_find")
+
+    with test_pipeline.TestPipeline() as p:
+        parts = []
+        for method in ("rounds", "union_find"):
+            out = (p | f"Create {method}" >> beam.Create(docs, reshuffle=False)
+                   | f"Dedup {method}" >> build(DedupConfig(components=method, **overrides), StageContext()))
+            parts += [
+                listed(out["kept"] | f"Kept {method}" >> beam.Map(lambda d: (d["id"], d.get("dedup_cluster"))),
+                       f"kept {method}"),
+                listed(out["rejected"] | f"Rej {method}" >> beam.Map(lambda d: (d["id"], d["reason"])),
+                       f"rejected {method}"),
+                listed(out["stats"] | f"Sum {method}" >> beam.CombinePerKey(_sum_fields)
+                       | f"Key {method}" >> beam.MapTuple(lambda k, v: (tuple(k), v)), f"stats {method}"),
+            ]
+        assert_that(parts | beam.Flatten(), same_decisions)

@@ -111,7 +111,48 @@ def test_ngram_counts_match_datatrove_helpers(corpus):
         grams = NGrams(views)
         for n in (2, 3, 4):
             expected = find_top_duplicate(get_n_grams(words, n)) if len(words) >= n else None
-            assert grams.top_chars(n) == expected
+            assert grams.top_chars(n) == expected  # compiled kernel
+            assert grams._top_chars_exact(n) == expected  # the Python count taken after a hash collision
         for n in (5, 6, 7, 8, 9, 10, 14):
-            assert grams.duplicate_chars(n) == find_all_duplicate(words, n)
+            expected = find_all_duplicate(words, n)
+            assert grams.duplicate_chars(n) == expected
+            assert grams._duplicate_chars_exact(n) == expected
+
+
+def test_ngram_kernels_detect_hash_collisions_instead_of_miscounting():
+    """With prefix hashes that make every n-gram collide, the kernels must not count the collided groups as
+    repeats: they answer COLLISION (NGrams then counts exactly); a group of truly equal n-grams still counts."""
+    import numpy as np
+    from qurate.filters import ngram_kernels as k
+
+    def inputs(words: list[str]):
+        chars = np.frombuffer("".join(words).encode("utf-32-le"), np.uint32)
+        cum = np.concatenate(([0], np.cumsum([len(w) for w in words]))).astype(np.int64)
+        return chars, cum
+
+    ns = np.array([2, 3], np.int64)
+    chars, cum = inputs("one two three four five six".split())
+    collided = (np.zeros(len(chars) + 1, np.uint64), np.ones(len(chars) + 1, np.uint64))  # every hash 0
+    assert k.top_chars(chars, cum, *collided, ns).tolist() == [k.COLLISION] * 2
+    assert k.duplicate_chars(chars, cum, *collided, ns).tolist() == [k.COLLISION] * 2
+    real = k.prefix_hashes(chars)
+    assert k.top_chars(chars, cum, *real, ns).tolist() == [len("one two"), len("one two three")]
+    assert k.duplicate_chars(chars, cum, *real, ns).tolist() == [0, 0]
+    chars, cum = inputs("la la la la".split())  # equal n-grams under the collided hashes: a true repeat
+    collided = (np.zeros(len(chars) + 1, np.uint64), np.ones(len(chars) + 1, np.uint64))
+    assert k.top_chars(chars, cum, *collided, ns).tolist() == [len("la la") * 3, len("la la la") * 2]
+    # "".join: "lala" at 0 seen, at 1 repeated (4 chars, skip to 3), 2 skipped, so 4; n=3 "lalala" at 1: 6
+    assert k.duplicate_chars(chars, cum, *collided, ns).tolist() == [4, 6]
+
+
+def test_unsegmented_script_check_equals_the_regex(corpus):
+    import random
+
+    from qurate.filters.words import _HAS_UNSEGMENTED, has_unsegmented
+
+    rng = random.Random(4)
+    texts = [d["text"] for d in corpus] + ["a\ud800b", "日本", "x\u0e01", "ー", "é", ""]
+    texts += ["".join(chr(rng.choice([rng.randrange(0x0E00, 0xD800), rng.randrange(0xE000, 0x110000)]))
+                      for _ in range(3)) for _ in range(20000)]
+    assert [has_unsegmented(t) for t in texts] == [_HAS_UNSEGMENTED.search(t) is not None for t in texts]
 
