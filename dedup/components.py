@@ -92,12 +92,13 @@ def union(parent: dict[str, str], a: str, b: str) -> None:
 
 
 def merge_forests(forests: Iterable[dict[str, str]]) -> dict[str, str]:
-    """One forest holding every union of ``forests`` (the largest is reused: merging costs the others' size)."""
-    forests = sorted(forests, key=len, reverse=True)
-    if not forests:
+    """One forest holding every union of ``forests``: the first is updated and returned, the others are only read
+    (as Beam's ``merge_accumulators`` allows)."""
+    forests = iter(forests)
+    merged = next(forests, None)
+    if merged is None:
         return {}
-    merged = forests[0]
-    for other in forests[1:]:
+    for other in forests:
         for vertex, up in other.items():
             union(merged, vertex, up)
     return merged

@@ -340,5 +340,7 @@ def test_union_find_forests_merged_in_any_split_find_the_components():
         for a, b in edges:
             union(rng.choice(forests), a, b)
         rng.shuffle(forests)
+        others = [dict(f) for f in forests[1:]]
         assert dict(forest_labels(merge_forests(forests))) == truth, trial
+        assert forests[1:] == others  # only the first forest is changed (Beam's merge_accumulators contract)
     assert merge_forests([]) == {}
