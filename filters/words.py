@@ -43,6 +43,8 @@ def has_unsegmented(text: str) -> bool:
         return False
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
     return bool(_unsegmented_table()[points].any())
+
+
 _TERMINAL = "".join(sorted(TERMINAL_PUNCTUATION))
 # A sentence ends after terminal punctuation (any script) that is followed by a space, or at a line break.
 _BOUNDARY = regex.compile(
