@@ -135,9 +135,6 @@ def gopher_repetition(filt: Any, views: DocViews) -> str | None:
     return None
 
 
-_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
-
-
 class NGrams:
     """The word n-grams of one document, compared as datatrove compares them, without building every one.
 
@@ -157,9 +154,6 @@ class NGrams:
         self.words = words = views.words
         self.n_words = len(words)
         self.cum_len = views.joined[1]
-        self._prefix: np.ndarray | None = None
-        self._powers: np.ndarray | None = None
-        self._joined: str | None = None
         self._word_ids: np.ndarray | None = None
         self._kernel_args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -174,22 +168,12 @@ class NGrams:
 
     def _hashes(self, n: int) -> np.ndarray:
         """A polynomial hash (mod 2**64) of each n-gram's characters, the same for equal strings wherever
-        they start: the prefix sums weigh character k by B**k, and a substring's sum is scaled by B**(T-start)."""
-        if self._prefix is None:
-            self._joined = "".join(self.words)
-            chars = np.frombuffer(self._joined.encode("utf-32-le", "surrogatepass"), np.uint32)
-            with np.errstate(over="ignore"):
-                h = chars.astype(np.uint64) + np.uint64(1)
-                h *= _MIX[0]
-                h ^= h >> np.uint64(29)
-                h *= _MIX[1]
-                powers = np.full(len(chars) + 1, _MIX[2], np.uint64)
-                powers[0] = 1
-                self._powers = np.cumprod(powers)
-                self._prefix = np.concatenate((np.zeros(1, np.uint64), np.cumsum(h * self._powers[:-1])))
-        starts = self.cum_len[:-n]
+        they start, from the kernels' prefix sums (character k weighed by B**k; a substring's sum is scaled by
+        B**(T-start))."""
+        _, cum, prefix, powers = self._kernel()
+        starts = cum[:-n]
         with np.errstate(over="ignore"):
-            return (self._prefix[self.cum_len[n:]] - self._prefix[starts]) * self._powers[len(self._powers) - 1 - starts]
+            return (prefix[cum[n:]] - prefix[starts]) * powers[len(powers) - 1 - starts]
 
     def _shared(self, n: int) -> list[int]:
         """Positions (ascending) whose n-gram hash occurs more than once; every repeated n-gram is among them."""
@@ -275,7 +259,7 @@ class NGrams:
         shared = self._shared(n)
         if not shared:
             return 0
-        joined, cum = self._joined, self.cum_len.tolist()
+        joined, cum = "".join(self.words), self.cum_len.tolist()
         seen: set[str] = set()
         repeated = idx = 0
         for pos in shared:
